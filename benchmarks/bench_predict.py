@@ -1,0 +1,105 @@
+"""Zero-shot inference throughput: ovar's model path vs. the bare open_clip image tower.
+
+Both sides see the same preprocessed clips (B, T, 3, S, S). The baseline only runs
+``open_clip`` ``encode_image`` on every frame; ovar runs its video encoder (per-frame
+embeddings, normalised and averaged) and scores the clips against the class texts.
+It also times a whole ``ovar.predict`` call on generated videos (decoding included),
+and shows that a second run with the same labels encodes no text.
+
+    python benchmarks/bench_predict.py                 # ViT-B-16, random weights
+    python benchmarks/bench_predict.py --model tiny    # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, kernels, lazy initialisation
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ViT-B-16")
+    parser.add_argument("--pretrained", default="none")
+    parser.add_argument("--clips", type=int, default=4, help="clips per forward pass")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--classes", type=int, default=400)
+    args = parser.parse_args()
+
+    import ovar
+    from ovar.models import load_model
+    from ovar.text import TextEmbeddingCache, build_classifier
+
+    torch.manual_seed(0)
+    model = load_model(args.model, args.pretrained, device=args.device)
+    size = model.image_size
+    clips = torch.randn(args.clips, args.frames, 3, size, size, device=args.device)
+    labels = [f"action number {i}" for i in range(args.classes)]
+    autocast = torch.autocast("cuda", dtype=torch.float16) if args.device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = TextEmbeddingCache(Path(tmp) / "text")
+        start = time.perf_counter()
+        classifier = build_classifier(model.backbone, labels, "open_vclip", cache=cache)
+        first_text = time.perf_counter() - start
+        start = time.perf_counter()
+        build_classifier(model.backbone, labels, "open_vclip", cache=TextEmbeddingCache(Path(tmp) / "text"))
+        second_text = time.perf_counter() - start
+
+    @torch.no_grad()
+    def bare() -> None:
+        with autocast:
+            model.backbone.clip.encode_image(clips.flatten(0, 1))
+        sync()
+
+    @torch.no_grad()
+    def ours() -> None:
+        with autocast:
+            model.logits(model.encode_video(clips), classifier).softmax(-1)
+        sync()
+
+    t_bare, t_ours = _time(bare, args.repeats), _time(ours, args.repeats)
+    print(f"model {args.model} ({args.pretrained}), device {args.device}, {args.clips} clips x {args.frames} frames "
+          f"at {size}px, {args.classes} classes, median of {args.repeats}")
+    print(f"{'':34s}{'clips/s':>10s}")
+    print(f"{'bare open_clip encode_image':34s}{args.clips / t_bare:10.2f}")
+    print(f"{'ovar encode_video + scoring':34s}{args.clips / t_ours:10.2f}")
+    print(f"overhead: {100 * (t_ours / t_bare - 1):+.1f} % (goal <= 10 %)")
+    print(f"text classifier ({args.classes} classes x 28 templates): first run {first_text:.2f} s, "
+          f"second run {second_text * 1000:.1f} ms (from the on-disk cache)")
+
+    from videogen import make_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = [make_video(Path(tmp) / f"v{i}.mp4", num_frames=150, fps=30, size=(340, 256))
+                  for i in range(args.clips)]
+        ovar.predict(videos[:1], labels[:5], model=model, workers=0)  # warm-up
+        start = time.perf_counter()
+        ovar.predict(videos, labels, model=model, batch_size=args.clips)
+        elapsed = time.perf_counter() - start
+    print(f"ovar.predict end to end (decode + model, {args.clips} generated 5 s 340x256 videos): "
+          f"{args.clips / elapsed:.2f} clips/s vs. model-only {args.clips / t_ours:.2f} clips/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The ``ovar`` command line.
+
+User errors (bad paths, labels, model names) print one line on stderr and exit with
+status 2; a batch in which some videos failed exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import OvarError
+from . import models_cmd, predict_cmd
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage; keep it, exit 2 as documented
+        self.print_usage(sys.stderr)
+        print(f"ovar: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="ovar", description="Open-vocabulary action recognition with CLIP.")
+    parser.add_argument("--version", action="version", version=f"ovar {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    predict_cmd.add_parser(sub)
+    models_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except OvarError as exc:
+        print(f"ovar: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ovar: interrupted", file=sys.stderr)
+        return 130

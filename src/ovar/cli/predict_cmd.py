@@ -1,0 +1,128 @@
+"""``ovar predict``: zero-shot classification of videos against a list of action names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import OvarError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify videos against free-text action names",
+                       description="Rank action names for each video (file, frame folder or folder of videos).")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video file, frame folder, or folder of videos")
+    labels = p.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help='comma-separated action names, e.g. "surfing, skiing, dancing"')
+    labels.add_argument("--labels-file", metavar="FILE",
+                        help="action names: one per line, an id,name CSV, or JSON")
+    labels.add_argument("--descriptions", metavar="FILE",
+                        help='JSON {"0": "Name: one-sentence description", ...}')
+    p.add_argument("--model", default="ViT-B-16", help="backbone name (see `ovar models`; default ViT-B-16)")
+    p.add_argument("--pretrained", default="openai",
+                   help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
+    p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--sampling", default="segment",
+                   help="segment (one frame per equal segment), dense / TxS (stride), or fps:TxS (default segment)")
+    p.add_argument("--views", default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
+    p.add_argument("--templates", default=None,
+                   help="prompt templates: open_vclip (default), actionclip, text4vis, froster, plain, or a file")
+    p.add_argument("--top-k", type=_positive_int, default=None,
+                   help="labels to show per video (default 5 for text, all for json/csv)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="clips per forward pass (default 16)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: automatic)")
+    p.add_argument("--segments", type=_positive_float, default=None, metavar="SECONDS",
+                   help="also classify consecutive windows of this many seconds")
+    p.add_argument("--plot", metavar="FILE", default=None, help="with --segments: draw the timeline as a PNG")
+    p.add_argument("--output", "-o", metavar="FILE", default=None, help="write the results here instead of stdout")
+    p.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.plot and args.segments is None:
+        raise OvarError("--plot needs --segments SECONDS")
+    from ..text import parse_labels, read_labels_file
+
+    labels = None
+    if args.labels is not None:
+        labels = parse_labels(args.labels)
+    elif args.labels_file is not None:
+        labels = read_labels_file(args.labels_file)
+    device = _check_device(args.device)
+
+    from ..inference import expand_inputs, predict
+    from ..models.zero_shot import load_model
+
+    paths, batch = expand_inputs(args.paths)  # fail on missing paths before loading a model
+    model = load_model(args.model, args.pretrained, device=device, frames=args.frames)
+    top_k = args.top_k if args.top_k is not None else (5 if args.format == "text" else None)
+    results = predict(paths if batch else paths[0], labels, model=model, frames=args.frames,
+                      sampling=args.sampling, views=args.views, templates=args.templates,
+                      descriptions=args.descriptions, top_k=top_k, batch_size=args.batch_size,
+                      segments=args.segments, workers=args.workers, progress=True)
+    results = results if isinstance(results, list) else [results]
+    _write(results, args)
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        print(f"ovar: skipped {result.video}: {result.error}", file=sys.stderr)
+    if args.plot:
+        _plot(results, Path(args.plot))
+    if failed:
+        print(f"ovar: {len(failed)} of {len(results)} videos failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OvarError(f"--device {device}: CUDA is not available on this machine")
+    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
+        raise OvarError(f"--device {device}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def _write(results, args: argparse.Namespace) -> None:
+    from .output import WRITERS
+
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            WRITERS[args.format](results, out)
+    else:
+        WRITERS[args.format](results, sys.stdout)
+
+
+def _plot(results, target: Path) -> None:
+    from ..inference.timeline import plot_timeline
+
+    drawable = [r for r in results if r.segments]
+    for result in drawable:
+        path = target if len(drawable) == 1 else target.with_name(f"{target.stem}-{Path(result.video).stem}{target.suffix}")
+        plot_timeline(result, path)
+        print(f"ovar: timeline written to {path}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""Turning user paths into the list of videos to classify."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import VideoDecodeError
+from ..video import VIDEO_EXTENSIONS, is_frame_folder
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[str], bool]:
+    """Expand files and folders into video paths.
+
+    A frame folder is one video; any other folder means every video in it, recursively
+    (videos files and frame folders), in sorted order. Returns the videos and whether
+    the request was a batch (several paths or a folder of videos). A missing path raises
+    :class:`VideoDecodeError`.
+    """
+    videos: list[str] = []
+    batch = False
+    paths = list(paths)
+    if len(paths) != 1:
+        batch = True
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise VideoDecodeError(path, "file not found")
+        if path.is_file() or is_frame_folder(path):
+            videos.append(str(path))
+            continue
+        batch = True
+        found = scan_folder(path)
+        if not found:
+            raise VideoDecodeError(path, "folder holds no videos or frame folders")
+        videos.extend(found)
+    return videos, batch
+
+
+def scan_folder(folder: Path) -> list[str]:
+    """Every video file and frame folder below ``folder`` (frame folders are not descended into)."""
+    found: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found.extend([str(entry)] if is_frame_folder(entry) else scan_folder(entry))
+        elif entry.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append(str(entry))
+    return found
