@@ -1,0 +1,1 @@
+"""Datasets: list files, class lists, bundled protocol splits, loaders and subsets."""
