@@ -1,0 +1,409 @@
+"""Read chosen frames of a video file with PyAV, decoding only what they need.
+
+On open the video stream's packets are demuxed once (no decoding) to learn every
+frame's pts, the keyframes and the real frame count.  A request is then served by
+:func:`plan_reads`: walk the sorted wanted frames, and to reach the next one either keep
+decoding forward or seek to the last keyframe before it, whichever decodes fewer frames.
+Decoded frames are identified by pts (so B-frame reordering is harmless); a stream
+whose timestamps turn out unusable falls back to decoding from the start and counting.
+On the way to a wanted H.264/HEVC frame, frames that nothing references are skipped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+
+from ..errors import VideoDecodeError
+from .frames import FrameFolderReader, is_frame_folder
+from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
+
+# Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
+# pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
+# worth about this many decoded frames: seek only when it skips more than this.
+SEEK_OVERHEAD_FRAMES = 12
+# Frame+slice threaded decoding (FFmpeg's "AUTO").
+THREADED_DECODING = True
+
+# Codecs whose decoders can skip non-reference frames ("skip_frame=NONREF") without
+# changing any other frame; frames decoded only to reach a wanted one are skipped when
+# nothing references them (~30% of H.264 decoding time with B-frames).
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
+
+# The pseudo-keyframe at presentation index 0 means "the start of the file".
+_START = 0
+
+
+class _PtsMismatch(Exception):
+    """Decoded frames' pts do not follow the demuxed ones (e.g. packed B-frames in AVI)."""
+
+
+def plan_reads(indices: list[int], keyframes: list[int], position: int | None,
+               seek_overhead: int = SEEK_OVERHEAD_FRAMES) -> list[tuple[int | None, int]]:
+    """Plan how to reach each of the sorted unique ``indices``.
+
+    ``keyframes`` are sorted presentation indices where decoding may start (0 first);
+    ``position`` is the index the decoder would output next, or None when it must
+    restart.  Returns ``(keyframe or None, index)`` steps: seek to the keyframe first, or
+    (None) keep decoding forward.  Seeking is chosen when the wanted frame lies behind the
+    decoder, or when the keyframe is more than ``seek_overhead`` frames ahead of it.
+    """
+    steps: list[tuple[int | None, int]] = []
+    pos = position
+    for f in indices:
+        key = keyframes[max(0, bisect.bisect_right(keyframes, f) - 1)]
+        if pos is None or f < pos or key - pos > seek_overhead:
+            steps.append((key, f))
+        else:
+            steps.append((None, f))
+        pos = f + 1
+    return steps
+
+
+def _open_container(path: str) -> av.container.InputContainer:
+    """``av.open`` with every failure turned into a short :class:`VideoDecodeError`."""
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise VideoDecodeError(path, "file not found") from None
+    except av.error.PermissionError:
+        raise VideoDecodeError(path, "permission denied") from None
+    except av.error.EOFError:
+        reason = "truncated or corrupt file: ends before any video data"
+        raise VideoDecodeError(path, reason) from None
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+        except OSError:
+            head = b""
+        if head[4:8] == b"ftyp":
+            # An MP4/MOV header without its index: the download/copy was cut short.
+            reason = "truncated or corrupt file: MP4 index (moov box) missing"
+        else:
+            detail = getattr(exc, "strerror", None) or str(exc)
+            reason = f"not a video file ({detail})"
+        raise VideoDecodeError(path, reason) from None
+
+
+class PyAVReader(VideoReader):
+    """A video file read through PyAV with keyframe-aware seeking.
+
+    ``frames_decoded`` counts every frame the decoder produced, including those decoded
+    only to reach a wanted one.  ``fps`` overrides the measured rate; ``seek_overhead``
+    and ``threads`` default to :data:`SEEK_OVERHEAD_FRAMES` and :data:`THREADED_DECODING`.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None,
+                 seek_overhead: int | None = None, threads: bool | None = None) -> None:
+        self.path = str(path)
+        self.seek_overhead = SEEK_OVERHEAD_FRAMES if seek_overhead is None else seek_overhead
+        self.frames_decoded = 0
+        self._closed = False
+        self._threads = THREADED_DECODING if threads is None else threads
+        self._container = _open_container(self.path)
+        try:
+            self._stream = self._pick_stream()
+            self._configure(self._stream)
+            self.info = self._scan(fps)
+        except BaseException:
+            self._container.close()
+            raise
+
+    # ---- opening -------------------------------------------------------------------
+
+    def _pick_stream(self) -> av.VideoStream:
+        c = self._container
+        if c.format.name == "tty":  # FFmpeg renders any text file as an "ANSI art" video
+            raise VideoDecodeError(self.path, "not a video file (plain text)")
+        for s in c.streams.video:
+            if not s.disposition & av.stream.Disposition.attached_pic:  # skip cover art
+                return s
+        raise VideoDecodeError(self.path, "no video stream (audio only)" if c.streams.audio
+                               else "no video stream")
+
+    def _configure(self, stream: av.VideoStream) -> None:
+        cc = stream.codec_context
+        # Frame threads (slice threads for multi-slice streams): on 2 cores, 10-20% faster
+        # on single-slice H.264 (benchmarks/bench_decode.py); "NONE" for comparisons.
+        cc.thread_type = "AUTO" if self._threads else "NONE"
+        cc.thread_count = 0  # FFmpeg picks one per core
+
+    def _scan(self, fps: float | None) -> VideoInfo:
+        """Demux every packet (no decoding), then decode frame 0 for its size and rotation."""
+        vs = self._stream
+        pts: list[int | None] = []
+        key_pts: list[int | None] = []
+        key_dts: dict[int | None, int | None] = {}
+        self._discarded: set[int] = set()
+        self._first_packet: tuple[int | None, int | None] | None = None
+        try:
+            for pkt in self._container.demux(vs):
+                if pkt.size == 0 or pkt.is_corrupt:
+                    continue  # the end-of-stream marker, or a packet cut short by truncation
+                if self._first_packet is None:
+                    self._first_packet = (pkt.pts, pkt.dts)
+                if pkt.is_discard:  # before an edit list's start: decoded, never shown
+                    if pkt.pts is not None:
+                        self._discarded.add(pkt.pts)
+                    continue
+                pts.append(pkt.pts)
+                if pkt.is_keyframe:
+                    key_pts.append(pkt.pts)
+                    key_dts[pkt.pts] = pkt.dts
+        except av.error.FFmpegError:
+            pass  # a cut-off file: keep the packets that really are there
+        if not pts:
+            raise VideoDecodeError(self.path, "video stream has no frames")
+
+        self._num_frames = len(pts)
+        usable = None not in pts and len(set(pts)) == len(pts)
+        self._pts_mode = usable
+        if usable:
+            self._pts_sorted = sorted(pts)  # type: ignore[arg-type]
+            self._index_of = {p: i for i, p in enumerate(self._pts_sorted)}
+            self._keys = sorted({_START, *(self._index_of[p] for p in key_pts)})
+            self._seek_ts = {self._index_of[p]: (p, key_dts[p]) for p in key_pts}
+        else:
+            self._keys = [_START]
+        self._pos: int | None = None  # next presentation index the decoder will output
+        self._frames: Iterator[av.VideoFrame] = iter(())
+        self._last: tuple[int, av.VideoFrame] | None = None  # the frame decoded last
+        # AVI stores no timestamps: FFmpeg synthesises them, and with packed B-frames they
+        # mislabel decoded frames.  Elsewhere a frame missing from the output was lost
+        # (corrupt data), not mislabelled.
+        self._trust_pts = self._container.format.name != "avi"
+        self._skip_ok = usable and self._trust_pts and vs.codec_context.name in SKIP_NONREF_CODECS
+        self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
+        self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
+
+        measured = fps_from_timestamps(pts, vs.time_base) if usable else None  # type: ignore
+        rate = fps or choose_fps([vs.average_rate, vs.guessed_rate, vs.base_rate], measured)
+        codec = vs.codec_context.name
+        del vs  # decoding frame 0 may reopen the file, which frees this stream object
+
+        try:
+            first = self._fetch([0])[0]
+        except VideoDecodeError:
+            reason = "truncated or corrupt file: no frame decodes"
+            raise VideoDecodeError(self.path, reason) from None
+        rot = first.rotation  # counter-clockwise degrees from the display matrix
+        self._rotation = int(round(-rot / 90.0)) % 4 * 90
+        self._raw_size = (first.width, first.height)
+        w, h = self._raw_size
+        if self._rotation in (90, 270):
+            w, h = h, w
+        return VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
+                         duration=self._num_frames / float(rate), width=w, height=h,
+                         rotation=self._rotation, codec=codec)
+
+    # ---- positioning ---------------------------------------------------------------
+
+    def _reopen(self) -> None:
+        """Start over from a freshly opened file (always lands on the first packet)."""
+        index = self._stream.index
+        self._frames = iter(())  # never resume a generator over a closed container
+        self._container.close()
+        self._container = _open_container(self.path)
+        self._stream = self._container.streams[index]
+        self._configure(self._stream)
+        self._start_run(self._container.demux(self._stream), None, _START)
+
+    def _rewind(self) -> None:
+        """Go back to the first packet; a seek is cheaper than reopening when it lands."""
+        first_pts, first_dts = self._first_packet or (None, None)
+        ts = first_dts if first_dts is not None else first_pts
+        if ts is not None:
+            try:
+                self._container.seek(ts, backward=True, stream=self._stream)
+                packets = self._container.demux(self._stream)
+                pkt = next(packets, None)
+                if pkt is not None and (pkt.pts, pkt.dts if first_pts is None else None) == (
+                        first_pts, first_dts if first_pts is None else None):
+                    self._start_run(packets, pkt, _START)
+                    return
+            except av.error.FFmpegError:
+                pass
+        self._reopen()
+
+    def _seek(self, key: int) -> None:
+        """Restart decoding at keyframe ``key`` (a presentation index), or earlier."""
+        if key == _START or not self._pts_mode:
+            self._rewind()
+            return
+        key_pts, key_dts = self._seek_ts[key]
+        for ts in dict.fromkeys(t for t in (key_pts, key_dts) if t is not None):
+            try:
+                self._container.seek(ts, backward=True, stream=self._stream)
+            except av.error.FFmpegError:
+                continue
+            packets = self._container.demux(self._stream)
+            # Some demuxers (MPEG-PS/TS) land near, not on, a keyframe: skip to the next one.
+            for pkt in packets:
+                if pkt.size and pkt.is_keyframe and not pkt.is_discard:
+                    landed = self._index_of.get(pkt.pts)
+                    if landed is not None and landed <= key:
+                        self._start_run(packets, pkt, landed)
+                        return
+                    break  # overshot the keyframe (or unknown packet): try another way
+        self._rewind()
+
+    def _start_run(self, packets: Iterator[av.Packet], first: av.Packet | None, key: int) -> None:
+        self._frames = self._decode_packets(packets, first)
+        self._expect = key  # the next frame the decoder must output (after leading ones)
+        self._started = False
+        self._pos = key
+        self._skippable = set()
+
+    def _decode_packets(self, packets: Iterator[av.Packet],
+                        first: av.Packet | None) -> Iterator[av.VideoFrame]:
+        stream = self._stream
+        cc = stream.codec_context
+        skipping = False
+        cc.skip_frame = "DEFAULT"
+        head = (first,) if first is not None else ()
+        try:
+            for pkt in itertools.chain(head, packets):
+                if pkt.is_corrupt:
+                    continue  # also skipped by _scan; feeding it can lose good frames
+                if self._skip_ok:
+                    # The decoder reads skip_frame when the packet is sent (also per
+                    # thread with frame threading), so it can change packet by packet.
+                    skip = pkt.pts not in self._wanted_pts
+                    if skip:
+                        self._skippable.add(pkt.pts)
+                    if skip != skipping:
+                        cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                        skipping = skip
+                try:
+                    frames = stream.decode(pkt)
+                except av.error.FFmpegError:
+                    continue  # a damaged packet: its frame goes missing
+                yield from frames
+        except av.error.FFmpegError:
+            pass  # the demuxer hit the cut-off end of a truncated file
+        try:
+            yield from stream.decode(None)  # drain frames still inside the decoder
+        except av.error.FFmpegError:
+            pass
+
+    # ---- decoding ------------------------------------------------------------------
+
+    def _identify(self, frame: av.VideoFrame) -> int | None:
+        """Presentation index of a decoded frame; None for a leading frame to ignore."""
+        if not self._pts_mode:
+            idx = self._expect
+            self._expect += 1
+            return idx
+        if frame.pts in self._discarded:
+            return None
+        idx = self._index_of.get(frame.pts) if frame.pts is not None else None
+        if idx is None:
+            raise _PtsMismatch
+        if idx < self._expect and not self._started:
+            return None  # an open-GOP leading frame, shown before the keyframe we seeked to
+        if idx < self._expect:
+            raise _PtsMismatch  # out of order: the pts do not describe the output
+        if idx > self._expect and not self._trust_pts:
+            raise _PtsMismatch  # frames missing: suspect the synthesised timestamps
+        # (With trusted pts, missing frames were skipped non-reference or corrupt ones.)
+        self._started = True
+        self._expect = idx + 1
+        return idx
+
+    def _advance_to(self, target: int) -> av.VideoFrame:
+        """Decode forward until frame ``target`` comes out, and return it."""
+        for frame in self._frames:
+            self.frames_decoded += 1
+            idx = self._identify(frame)
+            if idx is None:
+                continue
+            self._pos = idx + 1
+            if idx == target:
+                self._last = (idx, frame)
+                return frame
+            if idx > target:
+                break  # the decoder produced no picture for the target
+        else:
+            self._pos = None  # the decoder is drained: restart on the next request
+        raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {target} of "
+                                          f"{self._num_frames} could not be decoded")
+
+    def _to_tensor(self, frame: av.VideoFrame) -> torch.Tensor:
+        w, h = self._raw_size
+        # Also converts any pixel format (gray, 10-bit, yuvj...) and a mid-stream size change.
+        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+        if self._rotation:
+            rgb = np.rot90(rgb, k=-self._rotation // 90)  # negative k turns clockwise
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+
+    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
+        if self._closed:
+            raise ValueError(f"{self.path}: reader is closed")
+        return {i: self._to_tensor(frame) for i, frame in self._fetch(indices).items()}
+
+    def _fetch(self, indices: list[int]) -> dict[int, av.VideoFrame]:
+        try:
+            return self._fetch_planned(indices)
+        except _PtsMismatch:
+            # Timestamps cannot name the decoded frames: decode from the start and count.
+            self._pts_mode = self._skip_ok = False
+            self._keys = [_START]
+            self._pos = None
+            self._last = None
+            return self._fetch_planned(indices)
+
+    def _fetch_planned(self, indices: list[int]) -> dict[int, av.VideoFrame]:
+        out: dict[int, av.VideoFrame] = {}
+        if self._last is not None and self._last[0] in indices:
+            # The frame just decoded is wanted again (e.g. frame 0, decoded on open).
+            out[self._last[0]] = self._last[1]
+            indices = [i for i in indices if i != self._last[0]]
+        if self._skip_ok:
+            self._wanted_pts = {self._pts_sorted[i] for i in indices}
+            if self._pos is not None and not self._wanted_pts.isdisjoint(self._skippable):
+                self._pos = None  # a wanted frame may have been skipped already: restart
+        for key, target in plan_reads(indices, self._keys, self._pos, self.seek_overhead):
+            if key is not None:
+                self._seek(key)
+            out[target] = self._advance_to(target)
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+        self._frames = iter(())
+        self._last = None
+        self._container.close()
+
+
+def open_video(path: str | os.PathLike, fps: float | None = None) -> VideoReader:
+    """Open a video file (any format FFmpeg reads) or a folder of numbered frame images.
+
+    ``fps`` overrides the frame rate; frame folders default to 30.0 fps without it.
+    Raises :class:`~ovar.errors.VideoDecodeError` when the input cannot be read.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not is_frame_folder(p):
+            raise VideoDecodeError(p, "directory is not a frame folder (no numbered images)")
+        return FrameFolderReader(p, fps=fps)
+    if not p.exists():
+        raise VideoDecodeError(p, "file not found")
+    if not p.is_file():
+        raise VideoDecodeError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(p, "empty file (0 bytes)")
+    return PyAVReader(p, fps=fps)
+
+
+def read_info(path: str | os.PathLike, fps: float | None = None) -> VideoInfo:
+    """Open ``path``, return its :class:`VideoInfo` and close it."""
+    with open_video(path, fps=fps) as reader:
+        return reader.info
