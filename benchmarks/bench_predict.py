@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=400)
     args = parser.parse_args()
 
+    import os
+
+    # A private cache: the first text encoding below is really a miss, the second a hit.
+    cache_root = tempfile.mkdtemp(prefix="ovar-bench-")
+    os.environ["OVAR_CACHE_DIR"] = cache_root
+
     import ovar
     from ovar.models import load_model
     from ovar.text import TextEmbeddingCache, build_classifier
@@ -57,14 +63,13 @@ def main() -> None:
     autocast = torch.autocast("cuda", dtype=torch.float16) if args.device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = TextEmbeddingCache(Path(tmp) / "text")
-        start = time.perf_counter()
-        classifier = build_classifier(model.backbone, labels, "open_vclip", cache=cache)
-        first_text = time.perf_counter() - start
-        start = time.perf_counter()
-        build_classifier(model.backbone, labels, "open_vclip", cache=TextEmbeddingCache(Path(tmp) / "text"))
-        second_text = time.perf_counter() - start
+    start = time.perf_counter()
+    classifier = build_classifier(model.backbone, labels, "open_vclip")
+    first_text = time.perf_counter() - start
+    start = time.perf_counter()
+    # A fresh cache object has only the disk copy, as a second `ovar predict` process would.
+    build_classifier(model.backbone, labels, "open_vclip", cache=TextEmbeddingCache())
+    second_text = time.perf_counter() - start
 
     @torch.no_grad()
     def bare() -> None:

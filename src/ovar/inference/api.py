@@ -85,7 +85,8 @@ def _workers(workers: int | None, items: int) -> int:
     if workers is not None:
         return workers
     # Worker start-up costs more than it saves for a handful of clips.
-    return 0 if items < 4 else min(4, os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if items < 4 else min(4, cores)
 
 
 def _requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], dict[str, str]]:
