@@ -24,14 +24,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, lazy initialisation
-    samples = []
+def _time_pair(a, b, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and ``b``, run alternately so machine load drifts hit both alike."""
+    a(), b()  # warm-up: allocator, kernels, lazy initialisation
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for fn, out in ((a, samples[0]), (b, samples[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def main() -> None:
@@ -83,7 +85,7 @@ def main() -> None:
             model.logits(model.encode_video(clips), classifier).softmax(-1)
         sync()
 
-    t_bare, t_ours = _time(bare, args.repeats), _time(ours, args.repeats)
+    t_bare, t_ours = _time_pair(bare, ours, args.repeats)
     print(f"model {args.model} ({args.pretrained}), device {args.device}, {args.clips} clips x {args.frames} frames "
           f"at {size}px, {args.classes} classes, median of {args.repeats}")
     print(f"{'':34s}{'clips/s':>10s}")
