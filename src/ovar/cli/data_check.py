@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import OvarError
+from .argtypes import non_negative_int, positive_int
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -22,7 +23,7 @@ def add_check_parser(data_sub: argparse._SubParsersAction) -> None:
     parser.add_argument("list", metavar="LIST", help="video list file (path label, path,label or dir frames label)")
     parser.add_argument("--root", metavar="DIR", default=None,
                         help="dataset root the list's relative paths start from (default: as written)")
-    parser.add_argument("--workers", type=_non_negative_int, default=None,
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="worker processes (default: min(4, CPU cores); 0 = this process)")
     parser.add_argument("--format", choices=("auto", "space", "comma", "frames"), default="auto",
                         help="list format (default: detected from the first line)")
@@ -30,7 +31,7 @@ def add_check_parser(data_sub: argparse._SubParsersAction) -> None:
                         help="class names (txt, id,name csv or json): names in the report, labels range-checked")
     parser.add_argument("--write-clean", metavar="FILE", default=None,
                         help="write the list without the failed entries here (same format)")
-    parser.add_argument("--frames", type=_positive_int, default=8,
+    parser.add_argument("--frames", type=positive_int, default=8,
                         help="frames decoded per video, segment-sampled (default 8)")
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate to assume for every video (frame folders default to 30)")
@@ -38,21 +39,8 @@ def add_check_parser(data_sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
-    return value
 
 
 def _list_format(path: Path, fmt: str) -> str:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
+from .argtypes import positive_float, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,43 +23,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16", help="backbone name (see `ovar models`; default ViT-B-16)")
     p.add_argument("--pretrained", default="openai",
                    help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
-    p.add_argument("--frames", type=_positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--frames", type=positive_int, default=8, help="frames per clip (default 8)")
     p.add_argument("--sampling", default="segment",
                    help="segment (one frame per equal segment), dense / TxS (stride), or fps:TxS (default segment)")
     p.add_argument("--views", default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
     p.add_argument("--templates", default=None,
                    help="prompt templates: open_vclip (default), actionclip, text4vis, froster, plain, or a file")
-    p.add_argument("--top-k", type=_positive_int, default=None,
+    p.add_argument("--top-k", type=positive_int, default=None,
                    help="labels to show per video (default 5 for text, all for json/csv)")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="clips per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default 16)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: automatic)")
-    p.add_argument("--segments", type=_positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--segments", type=positive_float, default=None, metavar="SECONDS",
                    help="also classify consecutive windows of this many seconds")
     p.add_argument("--plot", metavar="FILE", default=None, help="with --segments: draw the timeline as a PNG")
     p.add_argument("--output", "-o", metavar="FILE", default=None, help="write the results here instead of stdout")
     p.set_defaults(handler=run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -371,33 +371,5 @@ class TrainTransform:
         return f"TrainTransform(size={self.size}, ops={self.ops!r})"
 
 
-def build_train_transform(
-    size: int = 224,
-    *,
-    random_resized_crop: bool = True,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip: float = 0.5,
-    rand_augment: tuple[int, int] | None = None,
-    jitter: tuple[int, int] | None = None,
-    short_side: int | None = None,
-    grayscale: float = 0.0,
-    interpolation: Interpolation = "bilinear",
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
-) -> TrainTransform:
-    """Training pipeline; see :class:`TrainTransform`. ``rand_augment=(N, M)``."""
-    return TrainTransform(
-        size,
-        random_resized_crop=random_resized_crop,
-        scale=scale,
-        ratio=ratio,
-        flip=flip,
-        rand_augment=rand_augment,
-        jitter=jitter,
-        short_side=short_side,
-        grayscale=grayscale,
-        interpolation=interpolation,
-        mean=mean,
-        std=std,
-    )
+# The training pipeline is built by its constructor; this name mirrors build_eval_transform.
+build_train_transform = TrainTransform
