@@ -129,7 +129,7 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
                 count = item["clips"].shape[0]
                 # Views are fused by averaging their video embeddings before scoring.
                 fused = embeddings[offset:offset + count].float().mean(dim=0, keepdim=True)
-                out[item["index"]] = model.logits(fused, classifier).softmax(dim=-1)[0].cpu()
+                out[item["index"]] = model.probabilities(fused, classifier)[0].cpu()
                 offset += count
         bar.update(len(items))
     bar.close()

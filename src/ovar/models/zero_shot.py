@@ -55,6 +55,11 @@ class VideoTextModel(nn.Module):
         scale = self.backbone.logit_scale.clamp(max=_MAX_LOGIT_SCALE)
         return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
 
+    def probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C) class probabilities; models with another test-time rule (e.g. averaging
+        per-template softmaxes) override this together with :meth:`classifier`."""
+        return self.logits(video_embeddings, classifier).softmax(dim=-1)
+
 
 def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, device: str | torch.device = "cpu",
                frames: int = 8, templates: str | Sequence[str] = "open_vclip",
