@@ -7,6 +7,7 @@ safetensors files.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
             obj: Any = load_file(str(path), device="cpu")
         elif is_torchscript_archive(path):
             # The TorchScript program is never run: only its parameters and buffers are kept.
-            obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # jit.load is deprecated, still the reader
+                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
             openai_file = True
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
