@@ -1,0 +1,330 @@
+"""Run configuration: typed dataclasses, YAML files holding only differences, dotted overrides.
+
+A configuration is resolved in three layers, later ones winning:
+
+1. the defaults written in the dataclasses below;
+2. a YAML file holding a nested mapping of only the keys that differ;
+3. command-line overrides ``section.key=value`` (values parsed as YAML scalars).
+
+Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key (and
+the file).  The ``recipe`` section is free-form: the recipe validates it itself, e.g. with
+:func:`parse_section` into its own dataclass.  :func:`save_resolved` writes the fully
+resolved configuration next to a run's outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar, Union
+
+import yaml
+
+from .errors import OvarError
+
+T = TypeVar("T")
+
+
+class ConfigError(OvarError):
+    """An unknown key, a value of the wrong type or an unreadable configuration file."""
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone to build."""
+
+    backbone: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    frames: int = 8
+
+
+@dataclass
+class DataConfig:
+    """Where the videos and lists are, and how they are read."""
+
+    root: str | None = None
+    train_list: str | None = None
+    val_list: str | None = None
+    classes: str | None = None
+    sampling: str = "segment"
+    frames: int = 8
+    batch_size: int = 8  # per process; the global batch is this x world size
+    workers: int = 4
+    shot: int | None = None  # K-shot training subset
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the gradient step."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    backbone_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables clipping
+    accumulate: int = 1  # micro-batches per optimiser step
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warm-up, then cosine decay to ``min_lr``."""
+
+    epochs: int = 30
+    warmup_epochs: float = 5.0
+    min_lr: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    """When and how to evaluate during training."""
+
+    every_n_epochs: int = 1  # 0 disables evaluation during training
+    views: str = "1x1"  # temporal clips x spatial crops
+
+
+@dataclass
+class RunConfig:
+    """Where outputs go and how the run behaves."""
+
+    out_dir: str = "runs/default"
+    seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    keep_last: int = 2  # epoch checkpoints kept besides the best
+    resume: str | None = None  # None, "auto" (latest in out_dir) or a checkpoint path
+    log_every: int = 10  # optimiser steps between metrics.jsonl lines
+
+
+@dataclass
+class Config:
+    """A complete, resolved configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate_values(self)
+
+
+_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16")}
+_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs")
+_NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
+
+
+def _validate_values(config: Config) -> None:
+    """Range checks that a type alone cannot express."""
+    for key, choices in _CHOICES.items():
+        value = _get(config, key)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    for key in _POSITIVE:
+        if _get(config, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
+    for key in _NON_NEGATIVE:
+        if _get(config, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --- type checking -------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against annotation ``tp`` (lightly converted), or ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, arg, key) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return copy.deepcopy(dict(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads "1e-5" (no dot) as a string: accept what Python reads as a float.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T:
+    """An instance of dataclass ``cls`` from defaults updated by ``mapping`` (nested for
+    dataclass fields); ``where`` prefixes key names in errors (e.g. ``"recipe"``)."""
+    mapping = {} if mapping is None else mapping
+    prefix = f"{where}." if where else ""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in mapping.items():
+        if name not in fields:
+            raise ConfigError(f"unknown key '{prefix}{name}'")
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = parse_section(tp, value, f"{prefix}{name}")
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+# --- loading and overriding ----------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict update (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``; the value is a YAML scalar."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
+    return key.split("."), value
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(parts):
+        out = {part: out}
+    return out
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """A :class:`Config` from a nested mapping of differences from the defaults."""
+    return parse_section(Config, data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, updated by the YAML file at ``path`` (if any), then by dotted ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        data = _read_yaml(path)
+        try:
+            config_from_dict(data)  # report the file's own errors against the file
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides:
+        parts, value = parse_override(text)
+        data = _merge(data, _nest(parts, value))
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"override: {exc}") from None
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The fully resolved configuration as plain YAML-friendly data (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def to_yaml(config: Config) -> str:
+    """The fully resolved configuration as YAML text (loads back to an equal Config)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+def save_resolved(config: Config, run_dir: str | Path) -> Path:
+    """Write ``<run_dir>/config.yaml`` with every key resolved; returns its path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / "config.yaml"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(to_yaml(config), encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,120 @@
+"""The recipe interface: everything method-specific about training, behind one small class.
+
+The engine (:mod:`ovar.train.loop`) knows nothing about any method.  A recipe says which
+model to build, which parameters train and at which learning rate
+(:meth:`Recipe.param_groups`), what the loss is (:meth:`Recipe.training_step`), how a batch
+is scored at evaluation (:meth:`Recipe.evaluate_batch`; the engine computes the metrics)
+and what happens after training (:meth:`Recipe.finalize`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import Config, ConfigError
+
+R = TypeVar("R", bound=type["Recipe"])
+
+
+@dataclass
+class ParamGroup:
+    """Parameters that train together.
+
+    ``lr_scale`` multiplies the base learning rate; with ``weight_decay`` the group takes
+    ``optim.weight_decay`` except on biases and other 1-D parameters (the engine splits
+    them off, see :func:`ovar.train.optim.build_optimizer`).
+    """
+
+    name: str
+    params: list[tuple[str, nn.Parameter]] = field(default_factory=list)  # (name, parameter)
+    lr_scale: float = 1.0
+    weight_decay: bool = True
+
+
+class Recipe(ABC):
+    """One training method.  Constructed from a :class:`Config`; stateless between calls
+    except for what it builds (a frozen teacher, a cached text classifier, ...)."""
+
+    find_unused_parameters: bool = False
+    """Passed to DistributedDataParallel: set when some trainable parameters may get no
+    gradient in a step."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The module that trains (on CPU; the engine moves it to the device)."""
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        """Which parameters train, and how.  Parameters in no group are frozen.
+
+        Default: every parameter of ``model`` in one group at the base learning rate.
+        """
+        return [ParamGroup("all", list(model.named_parameters()))]
+
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor | dict[str, Any]:
+        """The loss of one (micro-)batch, or a dict with ``"loss"`` and other scalars to log.
+
+        ``model`` may be wrapped in DistributedDataParallel: call it, do not reach inside.
+        ``batch`` is on the device.  Randomness should come from torch's global generator,
+        which the engine seeds per step from (seed, epoch, step, rank).
+        """
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """The module evaluated (e.g. a weight-averaged copy).  Default: ``model`` itself."""
+        return model
+
+    @abstractmethod
+    def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores (B, C), labels (B,))`` for one evaluation batch: logits or probabilities."""
+
+    def finalize(self, model: nn.Module, run_dir: Path) -> None:
+        """Post-processing after the last epoch (weight averaging, patching).  Default: none."""
+
+    @abstractmethod
+    def train_dataset(self) -> Dataset:
+        """Items are dicts with ``video``, ``label``, ``index`` and ``failures`` (see
+        :mod:`ovar.data.dataset`); the engine builds the loader and sampler."""
+
+    def eval_dataset(self) -> Dataset | None:
+        """The dataset evaluated during and after training; None for no evaluation."""
+        return None
+
+
+_REGISTRY: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(name: str) -> Callable[[R], R]:
+    """Class decorator adding a :class:`Recipe` subclass to the registry under ``name``."""
+
+    def add(cls: R) -> R:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"recipe {name!r} is already registered ({existing.__qualname__})")
+        _REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    """The recipe class registered as ``name``; ConfigError listing the known ones if none."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ConfigError(f"unknown recipe {name!r} (known: {known})") from None
+
+
+def list_recipes() -> list[str]:
+    """Registered recipe names, sorted."""
+    return sorted(_REGISTRY)
