@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from ..errors import OvarError
-from . import data_cmd, models_cmd, predict_cmd
+from . import data_cmd, models_cmd, predict_cmd, train_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
+    train_cmd.add_parsers(sub)
     return parser
 
 

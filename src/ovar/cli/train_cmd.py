@@ -1,0 +1,95 @@
+"""``ovar train`` and ``ovar eval``: run a recipe through the training engine.
+
+Under ``torchrun --nproc_per_node N -m ovar train ...`` every process runs this command
+and the engine trains with DistributedDataParallel; a plain ``ovar train`` is one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from ..errors import OvarError
+
+_HELP_OVERRIDES = "configuration overrides, e.g. optim.lr=1e-5 data.frames=16"
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a recipe (one process, or many under torchrun)",
+                           description="Train a recipe. Any configuration key can be overridden: "
+                                       "ovar train --config FILE optim.lr=1e-5 data.frames=16")
+    _common(train)
+    train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                       help="continue a run: the latest checkpoint in run.out_dir, or the file given")
+    train.set_defaults(handler=run_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained run on the configured evaluation list")
+    _common(evaluate)
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE",
+                          help="a checkpoint written by `ovar train` (epoch_*.pt, best.pt, final.pt)")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", default=None, help="YAML file holding the differences from defaults")
+    parser.add_argument("--recipe", default=None,
+                        help="recipe name (default: recipe.name in the config); 'module:name' loads a user module")
+    parser.add_argument("--out", metavar="DIR", default=None, help="run directory (run.out_dir)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_HELP_OVERRIDES)
+
+
+def _load(args: argparse.Namespace):
+    from ..config import load_config
+    from ..recipes import get_recipe
+
+    overrides = list(args.overrides)
+    for text in overrides:
+        if "=" not in text:
+            raise OvarError(f"'{text}': overrides are KEY=VALUE (e.g. optim.lr=1e-5)")
+    if args.out is not None:
+        overrides.append(f"run.out_dir={args.out}")
+    if getattr(args, "resume", None) is not None:
+        overrides.append(f"run.resume={args.resume}")
+    config = load_config(args.config, overrides)
+    name = args.recipe or config.recipe.get("name")
+    if not name:
+        raise OvarError("no recipe: pass --recipe NAME or set recipe.name in the config")
+    if ":" in name:  # a user's own recipe module registers itself on import
+        module, name = name.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
+    else:
+        importlib.import_module("ovar.recipes.builtin")
+    return config, get_recipe(name)(config)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    config, recipe = _load(args)
+    result = train(config, recipe)
+    if result.metrics:
+        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}), file=sys.stderr)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..train import distributed, evaluate
+    from ..train.checkpoint import load
+
+    config, recipe = _load(args)
+    try:
+        state = load(args.checkpoint)
+    except (OSError, RuntimeError) as exc:
+        raise OvarError(f"{args.checkpoint}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+    with distributed.session(config.run.device) as ctx:
+        model = recipe.build_model()
+        model.load_state_dict(state["model"])
+        metrics = evaluate(config, recipe, model.to(ctx.device))
+        if ctx.is_main:
+            print(json.dumps(metrics))
+    return 0
