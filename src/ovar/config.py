@@ -56,6 +56,7 @@ class DataConfig:
     workers: int = 4
     shot: int | None = None  # K-shot training subset
     seed: int = 0
+    strict: bool = False  # an undecodable video stops the run instead of being skipped
 
 
 @dataclass

@@ -37,6 +37,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None,
                         help="recipe name (default: recipe.name in the config); 'module:name' loads a user module")
     parser.add_argument("--out", metavar="DIR", default=None, help="run directory (run.out_dir)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first undecodable video instead of skipping and reporting it")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_HELP_OVERRIDES)
 
 
@@ -50,6 +52,8 @@ def _load(args: argparse.Namespace):
             raise OvarError(f"'{text}': overrides are KEY=VALUE (e.g. optim.lr=1e-5)")
     if args.out is not None:
         overrides.append(f"run.out_dir={args.out}")
+    if args.strict:
+        overrides.append("data.strict=true")
     if getattr(args, "resume", None) is not None:
         overrides.append(f"run.resume={args.resume}")
     config = load_config(args.config, overrides)
