@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from ..errors import OvarError
-from . import data_cmd, models_cmd, predict_cmd, train_cmd
+from . import convert_cmd, data_cmd, models_cmd, predict_cmd, train_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
     train_cmd.add_parsers(sub)
+    convert_cmd.add_parser(sub)
     return parser
 
 

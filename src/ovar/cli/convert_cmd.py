@@ -1,0 +1,39 @@
+"""``ovar convert``: another system's released checkpoint -> an ovar model file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..convert import SOURCES
+    from ..models.temporal import FUSION_TYPES
+
+    parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis checkpoint to an ovar model file")
+    parser.add_argument("checkpoint", help="the checkpoint file written by the original code")
+    parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="which code wrote it")
+    parser.add_argument("--clip", default=None, help="original CLIP weights (required for text4vis: its text tower)")
+    parser.add_argument("--fusion", default=None, choices=FUSION_TYPES,
+                        help="temporal fusion type (default: inferred from the checkpoint's keys)")
+    parser.add_argument("--fusion-weights", default=None,
+                        help="actionclip: take fusion_model_state_dict from this file instead")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip the model expects")
+    parser.add_argument("--out", required=True, help="the ovar model file to write")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..convert import convert_checkpoint
+    from ..models.model_file import save_model_file
+
+    if args.frames is not None and args.frames < 1:
+        from ..errors import OvarError
+
+        raise OvarError(f"--frames must be positive, got {args.frames}")
+    options = {"fusion": args.fusion, "frames": args.frames}
+    if args.fusion_weights is not None:
+        options["fusion_weights"] = args.fusion_weights
+    model = convert_checkpoint(args.source, args.checkpoint, clip=args.clip, **options)
+    path = save_model_file(args.out, model)
+    print(f"wrote {path} ({model.kind}, fusion {model.fusion_type}, {model.frames} frames)")
+    return 0

@@ -1,0 +1,89 @@
+"""ActionCLIP at test time: a fused video embedding scored against every template separately."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..text.classifier import default_cache, encode_prompts
+from ..text.descriptions import fill_prompts
+from ..text.templates import resolve_templates
+from .backbone import ClipBackbone
+from .fusion_encoder import FusionVideoEncoder
+from .temporal import build_fusion
+from .zero_shot import VideoTextModel
+
+# ActionCLIP (and Text4Vis) score with a fixed 100 at test time, not the learned scale.
+TEST_SCALE = 100.0
+
+
+class ActionCLIPModel(VideoTextModel):
+    """CLIP + a fusion module (``meanP``, ``Conv_1D``, ``LSTM``, ``Transf``, ``Transf_cls``).
+
+    Test rule: ``100 * cos`` per template -> softmax over classes -> mean over templates,
+    so :meth:`classifier` keeps the templates apart: it returns (K, C, E) unit embeddings.
+    ``fusion_args`` are the typed arguments of :func:`~ovar.models.temporal.build_fusion`.
+    """
+
+    kind = "actionclip"
+
+    def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
+                 templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None) -> None:
+        fusion_args = dict(fusion_args or {})
+        module = build_fusion(fusion, backbone.embed_dim, frames=frames, **fusion_args)
+        super().__init__(backbone, FusionVideoEncoder(backbone, module), frames=frames, templates=templates)
+        self.fusion_type = fusion
+        self.build_args = {"fusion": fusion, "frames": frames, "fusion_args": fusion_args,
+                           "templates": templates if isinstance(templates, str) else list(templates)}
+
+    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) -> (B, T, E) per-frame embeddings before fusion."""
+        return self.video_encoder.frame_features(clips)
+
+    def classifier(self, names: Sequence[str], templates: str | Sequence[str] | None = None, *,
+                   descriptions: Sequence[str] | None = None, cache=True) -> torch.Tensor:
+        """(K, C, E) unit text embeddings, one slice per template (cached)."""
+        templates = resolve_templates(templates if templates is not None else self.templates)
+        store = default_cache() if cache is True else (cache or None)
+        # A distinct key: the base classifier caches the template *mean* for the same texts.
+        key = store.key(self.backbone.fingerprint + ":per-template", names, templates, descriptions) if store else ""
+        found = store.get(key) if store else None
+        if found is not None:
+            return found.to(self.device)
+        prompts = [p for template in templates for p in fill_prompts(names, template, descriptions)]
+        embeddings = encode_prompts(self.backbone, prompts).view(len(templates), len(names), -1)
+        if store:
+            store.put(key, embeddings)
+        return embeddings
+
+    def logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, E) x (K, C, E) -> (B, K, C) = 100 * cos per template ((C, E) -> (B, C))."""
+        video = F.normalize(video_embeddings.float(), dim=-1)
+        weights = classifier.float()
+        if weights.dim() == 2:
+            return TEST_SCALE * video @ weights.t()
+        return TEST_SCALE * torch.einsum("be,kce->bkc", video, weights)
+
+    def per_template_probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, K, C) softmax over classes for each template."""
+        return self.logits(video_embeddings, classifier).softmax(dim=-1)
+
+    def probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C) mean over templates of the per-template softmax."""
+        probs = self.per_template_probabilities(video_embeddings, classifier)
+        return probs.mean(dim=1) if probs.dim() == 3 else probs
+
+
+def _build(backbone: ClipBackbone, args: dict) -> ActionCLIPModel:
+    return ActionCLIPModel(backbone, **args)
+
+
+def _register() -> None:
+    from .model_file import register_kind
+
+    register_kind(ActionCLIPModel.kind, _build)
+
+
+_register()

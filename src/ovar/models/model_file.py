@@ -1,0 +1,126 @@
+"""ovar's own model file: one ``torch.save`` dict that loads with ``weights_only=True``.
+
+Layout (version 1)::
+
+    {"format": "ovar-model", "version": 1, "kind": "actionclip" | "text4vis" | ...,
+     "backbone": {"name", "config" (open_clip CLIP kwargs), "quick_gelu", "fingerprint", "mean", "std"},
+     "args": {typed constructor arguments of the kind's model class},
+     "state_dict": {...}}
+
+A kind's builder ``(backbone, args) -> VideoTextModel`` is looked up in a registry. A
+kind that is not registered yet is looked for in the module ``ovar.models.<kind>``, which
+registers itself on import, so new methods plug in without touching this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import open_clip
+import torch
+from open_clip.transformer import QuickGELU
+
+from ..errors import ModelError
+from .backbone import OPENAI_MEAN, OPENAI_STD, ClipBackbone
+from .weights_io import infer_clip_config
+from .zero_shot import VideoTextModel
+
+FORMAT = "ovar-model"
+VERSION = 1
+# The video encoder holds the same backbone as the model: its keys are stored once.
+_SHARED_PREFIX = "video_encoder.backbone."
+
+Builder = Callable[[ClipBackbone, dict], VideoTextModel]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_kind(kind: str, builder: Builder) -> None:
+    """Make ``load_model_file`` able to rebuild models of ``kind``."""
+    _BUILDERS[kind] = builder
+
+
+def _builder(kind: str, path: Path) -> Builder:
+    if kind not in _BUILDERS:
+        try:
+            importlib.import_module(f"{__package__}.{kind}")
+        except ImportError:
+            pass
+    if kind not in _BUILDERS:
+        raise ModelError(f"{path}: unknown model kind '{kind}' (known: {', '.join(sorted(_BUILDERS)) or 'none'})")
+    return _BUILDERS[kind]
+
+
+def backbone_config(backbone: ClipBackbone) -> tuple[dict[str, Any], bool]:
+    """The open_clip config that rebuilds ``backbone``'s architecture, and its QuickGELU flag."""
+    quick_gelu = isinstance(backbone.clip.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    return infer_clip_config(backbone.clip.state_dict(), quick_gelu), quick_gelu
+
+
+def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
+    """Write ``model`` (which must define ``kind`` and ``build_args``) atomically to ``path``."""
+    path = Path(path)
+    kind = getattr(model, "kind", None)
+    args = getattr(model, "build_args", None)
+    if not isinstance(kind, str) or not isinstance(args, dict):
+        raise ModelError(f"{path}: a {type(model).__name__} cannot be saved (it has no kind/build_args)")
+    config, quick_gelu = backbone_config(model.backbone)
+    backbone = model.backbone
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if not k.startswith(_SHARED_PREFIX)}
+    payload = {
+        "format": FORMAT, "version": VERSION, "kind": kind,
+        "backbone": {"name": backbone.name, "config": config, "quick_gelu": quick_gelu,
+                     "fingerprint": backbone.fingerprint, "mean": list(backbone.mean), "std": list(backbone.std)},
+        "args": args,
+        "state_dict": state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # readers never see half a file
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> VideoTextModel:
+    """Rebuild the model saved by :func:`save_model_file` (eval mode, on ``device``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot read model file ({first})") from exc
+    if not is_model_file(payload):
+        raise ModelError(f"{path}: not an ovar model file (convert checkpoints with `ovar convert`)")
+    if payload["version"] > VERSION:
+        raise ModelError(f"{path}: model file version {payload['version']} is newer than this ovar "
+                         f"supports ({VERSION})")
+    try:
+        spec, kind, args, state = payload["backbone"], payload["kind"], payload["args"], payload["state_dict"]
+        clip = open_clip.model.CLIP(**spec["config"])
+        backbone = ClipBackbone(clip, name=spec["name"], pretrained=str(path), fingerprint=spec["fingerprint"],
+                                mean=tuple(spec.get("mean", OPENAI_MEAN)), std=tuple(spec.get("std", OPENAI_STD)))
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: malformed model file (missing or bad {exc})") from exc
+    model = _builder(kind, path)(backbone, args)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ModelError(f"{path}: weights do not match the '{kind}' model ({str(exc).splitlines()[-1].strip()})") from exc
+    missing = [k for k in result.missing_keys if not k.startswith(_SHARED_PREFIX)]
+    if missing or result.unexpected_keys:
+        detail = f"missing key {missing[0]}" if missing else f"unexpected key {result.unexpected_keys[0]}"
+        raise ModelError(f"{path}: weights do not match the '{kind}' model ({detail})")
+    return model.to(device).eval()
+
+
+def is_model_file(payload: Any) -> bool:
+    """True for a loaded dict in ovar's model-file format."""
+    return isinstance(payload, dict) and payload.get("format") == FORMAT and isinstance(payload.get("version"), int)

@@ -1,0 +1,66 @@
+"""Text4Vis at test time: a frozen text-tower classifier, fixed scale 100, softmax."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .backbone import ClipBackbone
+from .fusion_encoder import FusionVideoEncoder
+from .temporal import build_fusion
+from .zero_shot import VideoTextModel
+
+TEST_SCALE = 100.0
+
+
+class Text4VisModel(VideoTextModel):
+    """Fine-tuned image tower + fusion; the text tower is the *original* CLIP's, frozen.
+
+    The classifier is the single-template ``"a video of a person {}."`` embedding per class.
+    Views are fused by averaging un-normalised video features (what ``ovar.predict``
+    does before calling :meth:`probabilities`). The learned ``logit_scale`` is only used
+    by :meth:`train_logits`.
+    """
+
+    kind = "text4vis"
+
+    def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
+                 templates: str | Sequence[str] = "text4vis", fusion_args: dict[str, Any] | None = None) -> None:
+        fusion_args = dict(fusion_args or {})
+        module = build_fusion(fusion, backbone.embed_dim, frames=frames, **fusion_args)
+        super().__init__(backbone, FusionVideoEncoder(backbone, module), frames=frames, templates=templates)
+        self.fusion_type = fusion
+        self.build_args = {"fusion": fusion, "frames": frames, "fusion_args": fusion_args,
+                           "templates": templates if isinstance(templates, str) else list(templates)}
+        trainable = {id(p) for p in backbone.clip.visual.parameters()} | {id(backbone.clip.logit_scale)}
+        for param in backbone.clip.parameters():  # the classifier's text tower is never trained
+            if id(param) not in trainable:
+                param.requires_grad_(False)
+
+    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) -> (B, T, E) per-frame embeddings before fusion."""
+        return self.video_encoder.frame_features(clips)
+
+    def logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, E) x (C, E) -> (B, C) = 100 * cos (the test-time scale)."""
+        return TEST_SCALE * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
+
+    def train_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits with the learned, unclamped ``exp(logit_scale)`` (training time)."""
+        scale = self.backbone.logit_scale.float()
+        return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
+
+
+def _build(backbone: ClipBackbone, args: dict) -> Text4VisModel:
+    return Text4VisModel(backbone, **args)
+
+
+def _register() -> None:
+    from .model_file import register_kind
+
+    register_kind(Text4VisModel.kind, _build)
+
+
+_register()
