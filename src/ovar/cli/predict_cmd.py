@@ -23,7 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16", help="backbone name (see `ovar models`; default ViT-B-16)")
     p.add_argument("--pretrained", default="openai",
                    help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
-    p.add_argument("--frames", type=positive_int, default=8, help="frames per clip (default 8)")
+    p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", default=None,
+                   help="a trained model: an `ovar train` run folder or a file from `ovar train`/`ovar convert`")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="frames per clip (default 8, or what a --checkpoint model was trained with)")
     p.add_argument("--sampling", default="segment",
                    help="segment (one frame per equal segment), dense / TxS (stride), or fps:TxS (default segment)")
     p.add_argument("--views", default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models.zero_shot import load_model
 
     paths, batch = expand_inputs(args.paths)  # fail on missing paths before loading a model
-    model = load_model(args.model, args.pretrained, device=device, frames=args.frames)
+    model = load_model(args.model, args.pretrained, device=device, frames=args.frames or 8,
+                       checkpoint=args.checkpoint)
     top_k = args.top_k if args.top_k is not None else (5 if args.format == "text" else None)
     results = predict(paths if batch else paths[0], labels, model=model, frames=args.frames,
                       sampling=args.sampling, views=args.views, templates=args.templates,

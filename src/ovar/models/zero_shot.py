@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from ..text.classifier import build_classifier
 from .backbone import ClipBackbone, load_backbone
 from .video_encoder import MeanPoolVideoEncoder
@@ -63,7 +66,21 @@ class VideoTextModel(nn.Module):
 
 def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, device: str | torch.device = "cpu",
                frames: int = 8, templates: str | Sequence[str] = "open_vclip",
-               quick_gelu: bool | None = None) -> VideoTextModel:
-    """The frozen-CLIP zero-shot model on backbone ``name`` with weights ``pretrained``."""
+               quick_gelu: bool | None = None, checkpoint: str | os.PathLike | None = None) -> VideoTextModel:
+    """A model for :func:`ovar.predict`.
+
+    With ``checkpoint`` (an ovar model file, or a training run's directory holding one —
+    ``ovar train`` and ``ovar convert`` write them), the trained model; otherwise the
+    frozen-CLIP zero-shot model on backbone ``name`` with weights ``pretrained``.
+    """
+    if checkpoint is not None:
+        from .model_file import load_model_file
+
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = path / "model.pt"
+            if not path.is_file():
+                raise ModelError(f"{checkpoint}: no model.pt in this folder (is it an `ovar train` run?)")
+        return load_model_file(path, device=device).eval()
     backbone = load_backbone(name, pretrained, device=device, quick_gelu=quick_gelu)
     return VideoTextModel(backbone, frames=frames, templates=templates).eval()

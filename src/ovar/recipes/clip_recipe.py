@@ -1,0 +1,66 @@
+"""What the CLIP-based video recipes share: options parsing, the backbone, datasets, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from ..config import Config, parse_section
+from ..models.backbone import ClipBackbone, load_backbone
+from ..models.model_file import save_model_file
+from ..models.zero_shot import VideoTextModel
+from . import video_data
+from .base import Recipe
+
+T = TypeVar("T")
+MODEL_FILE = "model.pt"  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
+
+
+class ClipVideoRecipe(Recipe):
+    """Base of recipes whose model is a :class:`VideoTextModel` held by a training wrapper
+    (attribute ``model``) and trained on ``data.*`` lists of labelled videos."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.class_names = video_data.class_names(config)
+
+    def options(self, cls: type[T]) -> T:
+        """The ``recipe`` section (less its ``name``) parsed into the recipe's dataclass."""
+        section = {k: v for k, v in self.config.recipe.items() if k != "name"}
+        return parse_section(cls, section, "recipe")
+
+    def backbone(self) -> ClipBackbone:
+        return load_backbone(self.config.model.backbone, self.config.model.pretrained)
+
+    def train_dataset(self):
+        model = self._shape_source()
+        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment())
+
+    def eval_dataset(self):
+        model = self._shape_source()
+        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std)
+
+    def augment(self) -> video_data.Augment:
+        return video_data.Augment()
+
+    def _shape_source(self) -> ClipBackbone:
+        # Image size and normalisation come from the backbone; build it once for both datasets.
+        if not hasattr(self, "_backbone_meta"):
+            self._backbone_meta = self.backbone()
+        return self._backbone_meta
+
+    @staticmethod
+    def video_views(batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        """Evaluation clips (B, V, T, 3, S, S) flattened to (B*V, T, 3, S, S), and V."""
+        video = batch["video"]
+        return video.flatten(0, 1), video.shape[1]
+
+    def finalize(self, model: nn.Module, run_dir: Path) -> None:
+        save_model_file(Path(run_dir) / MODEL_FILE, self.inner(model))
+
+    @staticmethod
+    def inner(model: nn.Module) -> VideoTextModel:
+        return model.model

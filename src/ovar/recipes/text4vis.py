@@ -1,0 +1,68 @@
+"""Text4Vis: the image tower + fusion trained against a frozen text classifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.text4vis import Text4VisModel
+from .base import ParamGroup, register_recipe
+from .clip_recipe import ClipVideoRecipe
+
+
+@dataclass
+class Text4VisOptions:
+    """``recipe.*`` keys of Text4Vis."""
+
+    fusion: str = "Transf"  # Transf | meanP (few-shot) | ...
+    templates: str = "text4vis"
+
+
+class Text4VisTrainer(nn.Module):
+    """Holds the model and the class embeddings (a buffer: moved, never trained or saved)."""
+
+    def __init__(self, model: Text4VisModel, classifier: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("classifier", classifier, persistent=False)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.model.train_logits(self.model.encode_video(video), self.classifier)
+
+
+@register_recipe("text4vis")
+class Text4VisRecipe(ClipVideoRecipe):
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.opts = self.options(Text4VisOptions)
+
+    def build_model(self) -> nn.Module:
+        model = Text4VisModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,
+                              templates=self.opts.templates)
+        with torch.no_grad():  # the pretrained text tower's embeddings, computed once
+            classifier = model.classifier(self.class_names, cache=False)
+        return Text4VisTrainer(model, classifier)
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio)
+        fusion = ParamGroup("fusion")
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue  # the text tower stays as pretrained
+            (fusion if name.startswith("model.video_encoder.fusion.") else backbone).params.append((name, param))
+        return [g for g in (backbone, fusion) if g.params]
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"loss": F.cross_entropy(model(batch["video"]), batch["label"])}
+
+    @torch.no_grad()
+    def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        clips, views = self.video_views(batch)
+        model = eval_model.model
+        # Text4Vis fuses views by averaging un-normalised video features.
+        features = model.encode_video(clips).view(-1, views, model.backbone.embed_dim).mean(dim=1)
+        return model.probabilities(features, eval_model.classifier), batch["label"]
