@@ -107,3 +107,13 @@ def test_unknown_recipe_option(dataset, tmp_path):
 
     with pytest.raises(ConfigError, match="recipe.fusoin"):
         _recipe(_config(dataset, tmp_path, "actionclip", "recipe.fusoin=LSTM"))
+
+
+@pytest.mark.parametrize("path", ["configs/actionclip/k400.yaml", "configs/text4vis/k400.yaml",
+                                  "configs/text4vis/few_shot.yaml"])
+def test_shipped_configs_load(path):
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[1] / path)
+    assert config.recipe["name"] in ("actionclip", "text4vis")
+    assert config.optim.weight_decay == 0.2

@@ -13,6 +13,7 @@ from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
 from .base import ParamGroup, register_recipe
 from .clip_recipe import ClipVideoRecipe
+from .video_data import Augment
 
 
 @dataclass
@@ -44,6 +45,11 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         self.opts = self.options(ActionCLIPOptions)
         self.templates = resolve_templates(self.opts.templates)
         self._eval_classifier: torch.Tensor | None = None
+
+    def augment(self) -> Augment:
+        # The original crops at several scales, flips and jitters colours; ovar applies one
+        # random sized crop, flip and grayscale to the whole clip (frames stay aligned).
+        return Augment(short_side_ratio=256 / 224, scale=(0.25, 1.0), flip=0.5, grayscale=0.2)
 
     def build_model(self) -> nn.Module:
         model = ActionCLIPModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,

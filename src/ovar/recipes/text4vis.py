@@ -12,6 +12,7 @@ from torch import nn
 from ..models.text4vis import Text4VisModel
 from .base import ParamGroup, register_recipe
 from .clip_recipe import ClipVideoRecipe
+from .video_data import Augment
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Text4VisRecipe(ClipVideoRecipe):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(Text4VisOptions)
+
+    def augment(self) -> Augment:
+        # Short side 256 (for 224 crops), random sized crop, flip, grayscale p=0.2: same box for all frames.
+        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2)
 
     def build_model(self) -> nn.Module:
         model = Text4VisModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,

@@ -22,6 +22,8 @@ class Augment:
     flip: float = 0.5
     rand_augment: tuple[int, int] | None = None
     jitter: tuple[int, int] | None = None
+    short_side_ratio: float | None = None  # resize the short side to ratio x crop size first
+    grayscale: float = 0.0
     interpolation: str = "bilinear"
 
 
@@ -43,7 +45,9 @@ def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: S
     transform = build_train_transform(image_size, random_resized_crop=augment.random_resized_crop,
                                       scale=augment.scale, flip=augment.flip, rand_augment=augment.rand_augment,
                                       jitter=augment.jitter, interpolation=augment.interpolation,
-                                      mean=mean, std=std)
+                                      short_side=round(augment.short_side_ratio * image_size)
+                                      if augment.short_side_ratio else None,
+                                      grayscale=augment.grayscale, mean=mean, std=std)
     sampler = parse_sampling(config.data.sampling, frames=config.data.frames)
     return VideoDataset(records, config.data.root, sampler, transform, train=True, seed=config.data.seed,
                         strict=config.data.strict)
