@@ -117,3 +117,10 @@ def test_shipped_configs_load(path):
     config = load_config(Path(__file__).resolve().parents[1] / path)
     assert config.recipe["name"] in ("actionclip", "text4vis")
     assert config.optim.weight_decay == 0.2
+
+
+def test_bundled_class_list_by_name(tmp_path):
+    from ovar.recipes.video_data import class_names
+
+    names = class_names(load_config(None, ["data.classes=ucf101"]))
+    assert len(names) == 101 and names[0] == "ApplyEyeMakeup"

@@ -28,10 +28,17 @@ class Augment:
 
 
 def class_names(config: Config) -> list[str]:
-    """The class list named by ``data.classes`` (required for training text-based recipes)."""
-    if not config.data.classes:
+    """``data.classes``: a class-list file, or the name of a bundled list (``k400``, ``ucf101``...)."""
+    from pathlib import Path
+
+    from ..data import splits
+
+    source = config.data.classes
+    if not source:
         raise ConfigError("data.classes: a class list is required (id,name CSV, JSON or one name per line)")
-    return read_class_names(config.data.classes)
+    if not Path(source).exists() and source in splits.list_class_lists():
+        return splits.class_names(source)
+    return read_class_names(source)
 
 
 def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: Sequence[float],
