@@ -11,15 +11,13 @@ from ..text.classifier import default_cache, encode_prompts
 from ..text.descriptions import fill_prompts
 from ..text.templates import resolve_templates
 from .backbone import ClipBackbone
-from .fusion_encoder import FusionVideoEncoder
-from .temporal import build_fusion
-from .zero_shot import VideoTextModel
+from .fusion_encoder import FusedVideoTextModel
 
 # ActionCLIP (and Text4Vis) score with a fixed 100 at test time, not the learned scale.
 TEST_SCALE = 100.0
 
 
-class ActionCLIPModel(VideoTextModel):
+class ActionCLIPModel(FusedVideoTextModel):
     """CLIP + a fusion module (``meanP``, ``Conv_1D``, ``LSTM``, ``Transf``, ``Transf_cls``).
 
     Test rule: ``100 * cos`` per template -> softmax over classes -> mean over templates,
@@ -31,16 +29,7 @@ class ActionCLIPModel(VideoTextModel):
 
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
                  templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None) -> None:
-        fusion_args = dict(fusion_args or {})
-        module = build_fusion(fusion, backbone.embed_dim, frames=frames, **fusion_args)
-        super().__init__(backbone, FusionVideoEncoder(backbone, module), frames=frames, templates=templates)
-        self.fusion_type = fusion
-        self.build_args = {"fusion": fusion, "frames": frames, "fusion_args": fusion_args,
-                           "templates": templates if isinstance(templates, str) else list(templates)}
-
-    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S) -> (B, T, E) per-frame embeddings before fusion."""
-        return self.video_encoder.frame_features(clips)
+        super().__init__(backbone, fusion=fusion, frames=frames, templates=templates, fusion_args=fusion_args)
 
     def classifier(self, names: Sequence[str], templates: str | Sequence[str] | None = None, *,
                    descriptions: Sequence[str] | None = None, cache=True) -> torch.Tensor:

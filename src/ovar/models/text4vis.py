@@ -8,14 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from .backbone import ClipBackbone
-from .fusion_encoder import FusionVideoEncoder
-from .temporal import build_fusion
-from .zero_shot import VideoTextModel
+from .fusion_encoder import FusedVideoTextModel
 
 TEST_SCALE = 100.0
 
 
-class Text4VisModel(VideoTextModel):
+class Text4VisModel(FusedVideoTextModel):
     """Fine-tuned image tower + fusion; the text tower is the *original* CLIP's, frozen.
 
     The classifier is the single-template ``"a video of a person {}."`` embedding per class.
@@ -28,20 +26,11 @@ class Text4VisModel(VideoTextModel):
 
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
                  templates: str | Sequence[str] = "text4vis", fusion_args: dict[str, Any] | None = None) -> None:
-        fusion_args = dict(fusion_args or {})
-        module = build_fusion(fusion, backbone.embed_dim, frames=frames, **fusion_args)
-        super().__init__(backbone, FusionVideoEncoder(backbone, module), frames=frames, templates=templates)
-        self.fusion_type = fusion
-        self.build_args = {"fusion": fusion, "frames": frames, "fusion_args": fusion_args,
-                           "templates": templates if isinstance(templates, str) else list(templates)}
+        super().__init__(backbone, fusion=fusion, frames=frames, templates=templates, fusion_args=fusion_args)
         trainable = {id(p) for p in backbone.clip.visual.parameters()} | {id(backbone.clip.logit_scale)}
         for param in backbone.clip.parameters():  # the classifier's text tower is never trained
             if id(param) not in trainable:
                 param.requires_grad_(False)
-
-    def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S) -> (B, T, E) per-frame embeddings before fusion."""
-        return self.video_encoder.frame_features(clips)
 
     def logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, E) x (C, E) -> (B, C) = 100 * cos (the test-time scale)."""

@@ -293,16 +293,8 @@ class EvalTransform:
         )
 
 
-def build_eval_transform(
-    size: int = 224,
-    crop: Literal["center", "three"] | int = "center",
-    short_side: int | None = None,
-    interpolation: Interpolation = "bicubic",
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
-) -> EvalTransform:
-    """Test pipeline; see :class:`EvalTransform`."""
-    return EvalTransform(size, crop, short_side, interpolation, mean, std)
+# Built by its constructor; the function-style name pairs with build_train_transform.
+build_eval_transform = EvalTransform
 
 
 class TrainTransform:
