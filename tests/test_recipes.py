@@ -124,3 +124,18 @@ def test_bundled_class_list_by_name(tmp_path):
 
     names = class_names(load_config(None, ["data.classes=ucf101"]))
     assert len(names) == 101 and names[0] == "ApplyEyeMakeup"
+
+
+def test_actionclip_resume_gives_identical_weights(dataset, tmp_path):
+    """Templates, frame offsets and augmentations are all seeded: an interrupted run that
+    resumes ends with exactly the weights of an uninterrupted one."""
+    straight = train(_config(dataset, tmp_path / "a", "actionclip", "eval.every_n_epochs=0"),
+                     _recipe(_config(dataset, tmp_path / "a", "actionclip", "eval.every_n_epochs=0")))
+    config = _config(dataset, tmp_path / "b", "actionclip", "eval.every_n_epochs=0")
+    first = train(config, _recipe(config), stop_after_epoch=1)
+    assert not first.completed
+    config = _config(dataset, tmp_path / "b", "actionclip", "eval.every_n_epochs=0", "run.resume=auto")
+    resumed = train(config, _recipe(config))
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
