@@ -9,15 +9,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..convert import SOURCES
     from ..models.temporal import FUSION_TYPES
 
-    parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis checkpoint to an ovar model file")
+    parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis/EVL checkpoint to an ovar model file")
     parser.add_argument("checkpoint", help="the checkpoint file written by the original code")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="which code wrote it")
-    parser.add_argument("--clip", default=None, help="original CLIP weights (required for text4vis: its text tower)")
+    parser.add_argument("--clip", default=None,
+                        help="original CLIP weights (required for text4vis: its text tower; evl: its image tower)")
     parser.add_argument("--fusion", default=None, choices=FUSION_TYPES,
                         help="temporal fusion type (default: inferred from the checkpoint's keys)")
     parser.add_argument("--fusion-weights", default=None,
                         help="actionclip: take fusion_model_state_dict from this file instead")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip the model expects")
+    parser.add_argument("--heads", type=int, default=None,
+                        help="evl: decoder attention heads (not stored in the checkpoint; default width/64)")
+    parser.add_argument("--labels", default=None, help="evl: class-name file labelling the head's outputs, in order")
     parser.add_argument("--out", required=True, help="the ovar model file to write")
     parser.set_defaults(handler=run)
 
@@ -33,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     options = {"fusion": args.fusion, "frames": args.frames}
     if args.fusion_weights is not None:
         options["fusion_weights"] = args.fusion_weights
+    if args.source == "evl":
+        from ..data.labels import read_class_names
+
+        options["num_heads"] = args.heads
+        options["class_names"] = read_class_names(args.labels) if args.labels else None
     model = convert_checkpoint(args.source, args.checkpoint, clip=args.clip, **options)
     path = save_model_file(args.out, model)
-    print(f"wrote {path} ({model.kind}, fusion {model.fusion_type}, {model.frames} frames)")
+    fusion = getattr(model, "fusion_type", None)  # EVL has a decoder, not a fusion module
+    print(f"wrote {path} ({model.kind}, {f'fusion {fusion}, ' if fusion else ''}{model.frames} frames)")
     return 0

@@ -127,9 +127,11 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
             offset = 0
             for item in good:
                 count = item["clips"].shape[0]
-                # Views are fused by averaging their video embeddings before scoring.
-                fused = embeddings[offset:offset + count].float().mean(dim=0, keepdim=True)
-                out[item["index"]] = model.probabilities(fused, classifier)[0].cpu()
+                views = embeddings[offset:offset + count].float()
+                if model.view_fusion == "scores":
+                    out[item["index"]] = model.probabilities(views, classifier).mean(dim=0).cpu()
+                else:  # average the views' embeddings, then score once
+                    out[item["index"]] = model.probabilities(views.mean(dim=0, keepdim=True), classifier)[0].cpu()
                 offset += count
         bar.update(len(items))
     bar.close()

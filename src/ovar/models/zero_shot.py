@@ -27,6 +27,10 @@ class VideoTextModel(nn.Module):
     ``templates`` are the defaults this model was built or trained for.
     """
 
+    view_fusion = "features"
+    """How :func:`ovar.predict` fuses a video's views: ``"features"`` averages the video
+    embeddings before scoring; ``"scores"`` averages the per-view probabilities."""
+
     def __init__(self, backbone: ClipBackbone, video_encoder: nn.Module | None = None, *,
                  frames: int = 8, templates: str | Sequence[str] = "open_vclip") -> None:
         super().__init__()
