@@ -156,8 +156,10 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                 break
             loader.set_epoch(epoch)
             loader.failures = FailureLog(loader.failures.action)
+            started = time.perf_counter()
             step = _train_epoch(config, recipe, ddp, optimizer, scaler, schedule, loader, ctx,
                                 logger, epoch, step, precision)
+            logger.log("epoch", step, epoch=epoch + 1, seconds=time.perf_counter() - started)
             failures = gather_failures(loader.failures)
             if ctx.is_main:
                 report_failures(failures)

@@ -107,6 +107,14 @@ class EVLModel(VideoTextModel):
         """(B, T, 3, S, S) normalised clips -> (B, num_classes) logits."""
         return self.head(self.encode_video(clips))
 
+    def forward_from_features(self, blocks: Sequence[BlockFeatures]) -> torch.Tensor:
+        """Logits from precomputed last-N block features (each (B, T, L, ...), float32).
+
+        ``forward(clips)`` equals ``forward_from_features(video_encoder.block_features(clips))``;
+        the split lets a training run reuse cached frozen-backbone features.
+        """
+        return self.head(self.video_encoder.decoder(list(blocks))[-1])
+
     def classifier(self, names: Sequence[str], templates=None, *, descriptions=None, cache=True) -> torch.Tensor:
         """Indices of ``names`` in :attr:`class_names` (case-insensitive); texts are not used."""
         lookup = {name.casefold(): i for i, name in enumerate(self.class_names)}

@@ -1,0 +1,238 @@
+"""EVL: a temporal decoder + linear head trained on a frozen CLIP image tower.
+
+Recipe (spec §1.2-1.3): dense sampling, RandAugment with one set of op parameters per clip
+and a random resized crop, no flip; AdamW on the decoder and head only, cosine schedule
+without warm-up (see ``configs/evl/k400.yaml``); cross-entropy on the head; evaluation
+fuses views by the mean of per-view softmax.
+
+Because the backbone is frozen, ``recipe.cache`` can store its features on disk: epoch
+``e`` then uses the fixed augmented view ``e mod views`` of every video (seeded by the
+video index and the view), the first epoch of each view fills the cache and later epochs
+read features instead of decoding and encoding video.  ``recipe.fixed_views`` gives the
+same view schedule without a cache (the two train identically).
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..models.evl import EVLModel
+from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
+from .base import ParamGroup, register_recipe
+from .clip_recipe import ClipVideoRecipe
+from .video_data import Augment
+
+
+@dataclass
+class CacheOptions:
+    """``recipe.cache.*``: the frozen-feature cache."""
+
+    enabled: bool = False
+    dir: str | None = None  # default: <run.out_dir>/feature_cache
+    views: int = 1  # augmented views stored per video; epoch e uses view e mod views
+    max_gb: float = 100.0  # caching is disabled (with a warning) when the estimate exceeds it
+    dtype: str = "float16"  # float32 makes cached training bit-comparable to uncached
+
+
+@dataclass
+class EVLOptions:
+    """``recipe.*`` keys of EVL."""
+
+    num_layers: int = 4
+    flip: bool = False  # the original never flips
+    # timm rand-m7-n4 applies each of 4 ops with p=0.5 (2 on average) at 7/10 of the range;
+    # torchvision's RandAugment always applies its ops, magnitude on a 0-30 scale.
+    rand_augment: tuple[int, int] | None = (2, 21)
+    fixed_views: int = 0  # >0: epoch e uses the seeded view e mod fixed_views (no cache needed)
+    cache: CacheOptions = field(default_factory=CacheOptions)
+
+
+class EVLTrainer(nn.Module):
+    """Wraps the model so one forward (and one DDP call) starts from packed backbone features."""
+
+    def __init__(self, model: EVLModel, layout: FeatureLayout) -> None:
+        super().__init__()
+        self.model = model
+        self.layout = layout
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_from_features(self.layout.unpack(packed))
+
+
+class FixedViewDataset(Dataset):
+    """Epoch ``e`` -> view ``e mod views`` of every video, from the cache when that view is complete.
+
+    A video item's augmentation is seeded by (data.seed, view, index): the base dataset is
+    asked for "epoch" ``view``.  Cached items carry their packed features in the ``video``
+    slot, shape (elements,), so the engine's collate stacks them like clips.
+    """
+
+    def __init__(self, base: Dataset, views: int) -> None:
+        self.base, self.views = base, views
+        self.cache: FeatureCache | None = None
+        self.epoch = 0
+        self._tried: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def view_of(self, epoch: int) -> int:
+        return epoch % self.views
+
+    def cached(self, view: int, epoch: int) -> bool:
+        if self.cache is None:
+            return False
+        if self.cache.complete(view):
+            return True
+        if self._tried != (view, epoch):  # merge the journals once per epoch, not per item
+            self._tried = (view, epoch)
+            return self.cache.finalize(view)
+        return False
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (int(key[0]), operator.index(key[1])) if isinstance(key, tuple) else (self.epoch, key)
+        view = self.view_of(epoch)
+        if self.cached(view, epoch):
+            features, label = self.cache.read(view, index)
+            return {"video": features, "label": label, "index": index, "failures": [], "fatal": None}
+        item = self.base[(view, index)]
+        item["index"] = index  # the cache slot, even when a bad video was replaced
+        return item
+
+
+@register_recipe("evl")
+class EVLRecipe(ClipVideoRecipe):
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.opts = self.options(EVLOptions)
+        if self.opts.cache.views < 1 or self.opts.fixed_views < 0:
+            from ..config import ConfigError
+
+            raise ConfigError("recipe.cache.views must be >= 1 and recipe.fixed_views >= 0")
+        self._model: EVLModel | None = None
+        self._train_set: FixedViewDataset | None = None
+
+    def augment(self) -> Augment:
+        return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
+                       rand_augment=self.opts.rand_augment)
+
+    def build_model(self) -> nn.Module:
+        model = EVLModel(self.backbone(), class_names=self.class_names, num_frames=self.config.data.frames,
+                         num_layers=self.opts.num_layers)
+        self._model = model
+        self._attach_cache()
+        return EVLTrainer(model, self.layout(model))
+
+    def layout(self, model: EVLModel) -> FeatureLayout:
+        blocks = model.video_encoder.backbone
+        heads = blocks.visual.transformer.resblocks[0].attn.num_heads
+        return FeatureLayout(blocks.num_blocks, self.config.data.frames, blocks.tokens, blocks.width, heads)
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
+        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+
+    def train_dataset(self) -> Dataset:
+        base = super().train_dataset()
+        views = self.opts.cache.views if self.opts.cache.enabled else self.opts.fixed_views
+        if not views:
+            return base  # the original: fresh augmentation every epoch
+        self._train_set = FixedViewDataset(base, views)
+        self._attach_cache()
+        return self._train_set
+
+    def _attach_cache(self) -> None:
+        """Open the cache once both the model (its weights are in the key) and the dataset exist."""
+        opts = self.opts.cache
+        if not opts.enabled or self._model is None or self._train_set is None or self._train_set.cache:
+            return
+        layout = self.layout(self._model)
+        size = estimate_bytes(len(self._train_set), opts.views, layout, opts.dtype)
+        if size > opts.max_gb * 1e9:
+            warnings.warn(f"EVL feature cache disabled: it would take {size / 1e9:.1f} GB, over "
+                          f"recipe.cache.max_gb={opts.max_gb}; training uses the same views without it")
+            return
+        self._train_set.cache = FeatureCache(opts.dir or Path(self.config.run.out_dir) / "feature_cache",
+                                             self._cache_key(), layout, len(self._train_set), opts.views,
+                                             opts.dtype)
+
+    def _cache_key(self) -> dict[str, Any]:
+        """Everything the cached features depend on; any change gives a new cache directory."""
+        data, meta = self.config.data, self._shape_source()
+        train_list = Path(data.train_list)
+        return {"backbone": weights_fingerprint(self._model.video_encoder.backbone.visual),
+                "frames": data.frames, "sampling": data.sampling, "seed": data.seed, "shot": data.shot,
+                "root": str(data.root), "list": train_list.read_bytes().hex() if train_list.stat().st_size < 1 << 20
+                else f"{train_list.resolve()}:{train_list.stat().st_mtime_ns}",
+                "image_size": meta.image_size, "mean": list(meta.mean), "std": list(meta.std),
+                "augment": repr(self.augment())}
+
+    @property
+    def cache(self) -> FeatureCache | None:
+        return self._train_set.cache if self._train_set is not None else None
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        video = batch["video"]
+        if video.dim() == 2:  # packed features read from the cache
+            packed = video
+        else:
+            with torch.no_grad():
+                assert self._model is not None, "build_model() first"
+                packed = self.layout(self._model).pack(self._model.video_encoder.block_features(video))
+            self._store(batch, packed)
+        return {"loss": F.cross_entropy(model(packed), batch["label"])}
+
+    def _store(self, batch: dict[str, Any], packed: torch.Tensor) -> None:
+        cache = self.cache
+        if cache is None:
+            return
+        view = self._train_set.view_of(self._train_set.epoch)
+        if not cache.complete(view):
+            cache.writer(view, _rank()).write(batch["index"].tolist(), batch["label"].tolist(), packed)
+
+    @torch.no_grad()
+    def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        clips, views = self.video_views(batch)
+        logits = eval_model.model(clips).float()
+        # EVL: softmax per view, then the mean over the views.
+        return logits.softmax(dim=-1).unflatten(0, (-1, views)).mean(dim=1), batch["label"]
+
+    @torch.no_grad()
+    def build_cache(self, batch_size: int = 8, device: str | torch.device = "cpu") -> FeatureCache:
+        """Fill every view of the cache ahead of training (``ovar cache build``)."""
+        torch.manual_seed(self.config.run.seed)  # the engine builds the model from the same seed
+        trainer = self.build_model().to(device)
+        dataset = self.train_dataset()
+        cache = self.cache
+        if cache is None:
+            raise RuntimeError("the feature cache is not enabled (recipe.cache.enabled=true) or is over max_gb")
+        for view in range(cache.views):
+            if cache.complete(view):
+                continue
+            for start in range(0, len(dataset), batch_size):
+                items = [dataset.base[(view, i)] for i in range(start, min(start + batch_size, len(dataset)))]
+                video = torch.stack([it["video"] for it in items]).to(device)
+                packed = self.layout(self._model).pack(self._model.video_encoder.block_features(video))
+                cache.writer(view, _rank()).write(range(start, start + len(items)),
+                                                  [it["label"] for it in items], packed)
+            if not cache.finalize(view):
+                raise RuntimeError(f"feature cache view {view} is incomplete after building")
+        del trainer
+        return cache
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
