@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import reference_dir
+from reference_set import ReferenceSet
 
-ROOT = reference_dir() / "actionclip"
-pytestmark = pytest.mark.skipif(not (ROOT / "expected.pt").is_file(), reason="no ActionCLIP reference set")
+REFERENCE = ReferenceSet("actionclip")
+ROOT = REFERENCE.root
+pytestmark = REFERENCE.skip_unless_available("ActionCLIP")
 ATOL = 1e-5
 # expected file -> fusion weights file (None: the checkpoint's own 'Transf')
 VARIANTS = {"Transf": None, "meanP": "fusion_meanP.pth", "LSTM": "fusion_LSTM.pth", "Conv_1D": "fusion_Conv_1D.pth"}
 
 
-def _load(name: str):
-    return torch.load(ROOT / name, map_location="cpu", weights_only=True)
+_load = REFERENCE.load
 
 
 @pytest.fixture(scope="module")
 def meta() -> dict:
-    return json.loads((ROOT / "meta.json").read_text())
+    return REFERENCE.meta
 
 
 @pytest.fixture(scope="module")

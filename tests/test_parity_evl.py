@@ -5,25 +5,24 @@ Every size comes from the reference files (a reference set with other sizes runs
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
-from conftest import reference_dir
+from reference_set import ReferenceSet
 
-ROOT = reference_dir() / "evl"
-pytestmark = pytest.mark.skipif(not (ROOT / "expected.pt").is_file(), reason="no EVL reference set")
+REFERENCE = ReferenceSet("evl")
+ROOT = REFERENCE.root
+pytestmark = REFERENCE.skip_unless_available("EVL")
 ATOL = 1e-5
 
 
-def _load(name: str):
-    return torch.load(ROOT / name, map_location="cpu", weights_only=True)
+_load = REFERENCE.load
 
 
 @pytest.fixture(scope="module")
 def meta() -> dict:
-    return json.loads((ROOT / "meta.json").read_text())
+    return REFERENCE.meta
 
 
 @pytest.fixture(scope="module")

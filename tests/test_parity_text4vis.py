@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import reference_dir
+from reference_set import ReferenceSet
 
-ROOT = reference_dir() / "text4vis"
-pytestmark = pytest.mark.skipif(not (ROOT / "expected.pt").is_file(), reason="no Text4Vis reference set")
+REFERENCE = ReferenceSet("text4vis")
+ROOT = REFERENCE.root
+pytestmark = REFERENCE.skip_unless_available("Text4Vis")
 ATOL = 1e-5
 
 
-def _load(name: str):
-    return torch.load(ROOT / name, map_location="cpu", weights_only=True)
+_load = REFERENCE.load
 
 
 @pytest.fixture(scope="module")
 def meta() -> dict:
-    return json.loads((ROOT / "meta.json").read_text())
+    return REFERENCE.meta
 
 
 @pytest.fixture(scope="module")
