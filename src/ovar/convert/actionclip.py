@@ -17,21 +17,15 @@ from torch import nn
 from ..errors import ModelError
 from ..models.backbone import ClipBackbone
 from ..models.actionclip import ActionCLIPModel
-from ..models.weights_io import OPENAI_METADATA_KEYS, infer_clip_config, is_openai_layout
+from ..models.weights_io import (OPENAI_METADATA_KEYS, infer_clip_config, is_openai_layout, load_exact,
+                                 load_file)
 
 PathLike = str | os.PathLike
 
 
 def read_checkpoint(path: PathLike) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a training checkpoint, errors as ModelError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or unsafe file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot read checkpoint ({first})") from exc
+    """A training checkpoint of the original code (a dict), read safely."""
+    obj = load_file(path, "checkpoint")
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: checkpoint is not a dict")
     return obj
@@ -75,22 +69,6 @@ def build_backbone(clip_state: dict[str, torch.Tensor], path: PathLike) -> ClipB
     backbone = ClipBackbone(clip, name=arch_name(config), pretrained=str(path), fingerprint="")
     backbone.refresh_fingerprint()
     return backbone.eval()
-
-
-def load_exact(module: nn.Module, state: dict[str, torch.Tensor], path: PathLike, what: str) -> None:
-    """Strict load with a one-line error naming the first missing/unexpected/mis-shaped key."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing:
-        raise ModelError(f"{path}: {what} weights lack key '{missing[0]}'")
-    if unexpected:
-        raise ModelError(f"{path}: unknown {what} key '{unexpected[0]}'")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise ModelError(f"{path}: {what} key '{key}' has shape {tuple(tensor.shape)}, "
-                             f"expected {tuple(expected[key].shape)}")
-    module.load_state_dict(state, strict=True)
 
 
 def infer_fusion(fusion_state: dict[str, torch.Tensor]) -> str:

@@ -14,8 +14,8 @@ import torch
 
 from ..errors import ModelError
 from ..models.evl import EVLModel
-from ..models.weights_io import read_weights
-from .actionclip import PathLike, build_backbone, load_exact, read_checkpoint, section, strip_prefix
+from ..models.weights_io import load_exact, read_weights
+from .actionclip import PathLike, build_backbone, read_checkpoint, section, strip_prefix
 
 _PREFIXES = {"decoder.": "video_encoder.decoder.", "proj.": "head."}
 

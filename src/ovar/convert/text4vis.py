@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ..errors import ModelError
 from ..models.text4vis import Text4VisModel
-from ..models.weights_io import read_weights
-from .actionclip import (PathLike, attach_fusion, build_backbone, fusion_arguments, infer_fusion, load_exact,
+from ..models.weights_io import load_exact, read_weights
+from .actionclip import (PathLike, attach_fusion, build_backbone, fusion_arguments, infer_fusion,
                          read_checkpoint, section)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .weights_io import infer_clip_config, is_openai_layout, read_weights
+from .weights_io import infer_clip_config, is_openai_layout, load_exact, read_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)  # registers `tiny` (and any other shipped config)
@@ -167,17 +167,8 @@ def _load_strict(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Pat
         state_dict["logit_scale"] = state_dict["logit_scale"].reshape(expected["logit_scale"].shape)
     # Causal masks are rebuilt from shapes; TorchScript archives may carry them as tensors.
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith("attn_mask")}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelError(f"{path}: weights do not match the model ({detail})")
-    for key, tensor in state_dict.items():
-        if tensor.shape != expected[key].shape:
-            raise ModelError(f"{path}: weights do not match the model ({key}: {tuple(tensor.shape)} "
-                             f"vs {tuple(expected[key].shape)})")
-    # Released files store many weights in fp16; load_state_dict up-casts into fp32 parameters.
-    clip.load_state_dict(state_dict, strict=True)
+    # Released files store many weights in fp16; loading up-casts them into fp32 parameters.
+    load_exact(clip, state_dict, path, "CLIP")
 
 
 def _from_tag(name: str, tag: str, quick_gelu: bool | None, cache_dir: str | None) -> ClipBackbone:

@@ -25,7 +25,7 @@ from open_clip.transformer import QuickGELU
 
 from ..errors import ModelError
 from .backbone import OPENAI_MEAN, OPENAI_STD, ClipBackbone
-from .weights_io import infer_clip_config
+from .weights_io import infer_clip_config, load_file
 from .zero_shot import VideoTextModel
 
 FORMAT = "ovar-model"
@@ -90,13 +90,7 @@ def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
 def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> VideoTextModel:
     """Rebuild the model saved by :func:`save_model_file` (eval mode, on ``device``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot read model file ({first})") from exc
+    payload = load_file(path, "model file")
     if not is_model_file(payload):
         raise ModelError(f"{path}: not an ovar model file (convert checkpoints with `ovar convert`)")
     if payload["version"] > VERSION:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import ModelError
 
@@ -37,6 +38,36 @@ def is_torchscript_archive(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+
+
+def load_file(path: str | Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``; a missing or unreadable file is a
+    one-line :class:`ModelError` naming the file (``what`` says what it should be)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or unsafe file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot read {what} ({first})") from exc
+
+
+def load_exact(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
+    """Strict ``load_state_dict`` whose error is one line naming the file and the first
+    missing, unknown or mis-shaped key. fp16 tensors are up-cast into the module's dtype."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise ModelError(f"{path}: weights do not match the model: {what} weights lack key '{missing[0]}'")
+    if unexpected:
+        raise ModelError(f"{path}: weights do not match the model: unknown {what} key '{unexpected[0]}'")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelError(f"{path}: weights do not match the model: {what} key '{key}' has shape "
+                             f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+    module.load_state_dict(state, strict=True)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:

@@ -33,7 +33,9 @@ class ClipVideoRecipe(Recipe):
         return parse_section(cls, section, "recipe")
 
     def backbone(self) -> ClipBackbone:
-        return load_backbone(self.config.model.backbone, self.config.model.pretrained)
+        backbone = load_backbone(self.config.model.backbone, self.config.model.pretrained)
+        self._backbone_meta = backbone  # the datasets read its image size and normalisation
+        return backbone
 
     def train_dataset(self):
         model = self._shape_source()
@@ -47,9 +49,10 @@ class ClipVideoRecipe(Recipe):
         return video_data.Augment()
 
     def _shape_source(self) -> ClipBackbone:
-        # Image size and normalisation come from the backbone; build it once for both datasets.
+        # Image size and normalisation come from the backbone the model was built on; the
+        # weights are only loaded here when a dataset is asked for before the model.
         if not hasattr(self, "_backbone_meta"):
-            self._backbone_meta = self.backbone()
+            self.backbone()
         return self._backbone_meta
 
     @staticmethod
