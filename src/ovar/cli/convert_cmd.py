@@ -9,11 +9,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..convert import SOURCES
     from ..models.temporal import FUSION_TYPES
 
-    parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis/EVL checkpoint to an ovar model file")
+    from ..models.temporal.expand_view import TEMPORAL_TYPES
+
+    parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER checkpoint "
+                                            "to an ovar model file")
     parser.add_argument("checkpoint", help="the checkpoint file written by the original code")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="which code wrote it")
     parser.add_argument("--clip", default=None,
-                        help="original CLIP weights (required for text4vis: its text tower; evl: its image tower)")
+                        help="original CLIP weights (required for text4vis: its text tower; evl: its image tower; "
+                             "open_vclip: its text tower builds the classifier, and --patch-ratio needs it)")
     parser.add_argument("--fusion", default=None, choices=FUSION_TYPES,
                         help="temporal fusion type (default: inferred from the checkpoint's keys)")
     parser.add_argument("--fusion-weights", default=None,
@@ -22,6 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--heads", type=int, default=None,
                         help="evl: decoder attention heads (not stored in the checkpoint; default width/64)")
     parser.add_argument("--labels", default=None, help="evl: class-name file labelling the head's outputs, in order")
+    parser.add_argument("--temporal", default=None, choices=TEMPORAL_TYPES,
+                        help="open_vclip/froster: temporal attention of the image tower (default expand_temporal_view)")
+    parser.add_argument("--patch-ratio", type=float, default=None, metavar="R",
+                        help="open_vclip/froster: store R*CLIP + (1-R)*checkpoint weights (the released "
+                             "Open-VCLIP evaluation uses 0.5; needs --clip)")
     parser.add_argument("--out", required=True, help="the ovar model file to write")
     parser.set_defaults(handler=run)
 
@@ -34,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import OvarError
 
         raise OvarError(f"--frames must be positive, got {args.frames}")
-    options = {"fusion": args.fusion, "frames": args.frames}
+    options = {"fusion": args.fusion, "frames": args.frames, "temporal": args.temporal,
+               "patch_ratio": args.patch_ratio}
     if args.fusion_weights is not None:
         options["fusion_weights"] = args.fusion_weights
     if args.source == "evl":

@@ -24,7 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", default="openai",
                    help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
     p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", default=None,
-                   help="a trained model: an `ovar train` run folder or a file from `ovar train`/`ovar convert`")
+                   help="a trained model: an `ovar train` run folder, a file from `ovar train`/`ovar convert`, "
+                        "or a checkpoint of the original ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER code")
+    p.add_argument("--clip", metavar="FILE", default=None,
+                   help="the original CLIP weights an original checkpoint needs (Text4Vis, EVL, Open-VCLIP)")
+    p.add_argument("--patch-ratio", type=float, default=None, metavar="R",
+                   help="Open-VCLIP/FROSTER checkpoint: use R*CLIP + (1-R)*checkpoint weights (needs --clip)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames per clip (default 8, or what a --checkpoint model was trained with)")
     p.add_argument("--sampling", default="segment",
@@ -45,10 +50,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-
-
-
-
 def run(args: argparse.Namespace) -> int:
     if args.plot and args.segments is None:
         raise OvarError("--plot needs --segments SECONDS")
@@ -65,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from ..models.zero_shot import load_model
 
     paths, batch = expand_inputs(args.paths)  # fail on missing paths before loading a model
-    model = load_model(args.model, args.pretrained, device=device, frames=args.frames or 8,
-                       checkpoint=args.checkpoint)
+    if args.checkpoint is None and (args.clip is not None or args.patch_ratio is not None):
+        raise OvarError("--clip and --patch-ratio apply to a --checkpoint")
+    model = load_model(args.model, args.pretrained, device=device, frames=args.frames,
+                       checkpoint=args.checkpoint, clip=args.clip, patch_ratio=args.patch_ratio)
     top_k = args.top_k if args.top_k is not None else (5 if args.format == "text" else None)
     results = predict(paths if batch else paths[0], labels, model=model, frames=args.frames,
                       sampling=args.sampling, views=args.views, templates=args.templates,

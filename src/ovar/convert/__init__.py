@@ -8,9 +8,10 @@ from ..errors import ModelError
 from ..models.zero_shot import VideoTextModel
 from .actionclip import PathLike, convert_actionclip, convert_mmaction2
 from .evl import convert_evl
+from .open_vclip import convert_froster, convert_open_vclip
 from .text4vis import convert_text4vis
 
-SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl")
+SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
 
 
 def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None = None,
@@ -20,9 +21,20 @@ def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None 
     ``options``: ``fusion`` (override the inferred fusion type), ``frames``, ``templates``;
     ActionCLIP also ``fusion_weights`` (a file whose ``fusion_model_state_dict`` is used).
     ``clip`` is the original CLIP file (required for Text4Vis: the frozen text tower; and
-    for EVL: the frozen image tower). EVL also takes ``num_heads`` and ``class_names``.
+    for EVL: the frozen image tower; for Open-VCLIP: the text tower of its classifier, and
+    for patching). EVL also takes ``num_heads`` and ``class_names``; Open-VCLIP and FROSTER
+    ``temporal`` and ``patch_ratio`` (interpolate every CLIP tensor towards ``clip``).
     """
     options = {k: v for k, v in options.items() if v is not None}
+    for key in ("patch_ratio", "temporal"):
+        if key in options and source not in ("open_vclip", "froster"):
+            raise ModelError(f"'{key}' applies to Open-VCLIP and FROSTER checkpoints only, not '{source}'")
+    if source in ("open_vclip", "froster"):
+        for key in ("fusion", "fusion_weights", "num_heads", "class_names"):
+            if key in options:
+                raise ModelError(f"{source} checkpoints take no '{key}' option")
+        convert = convert_open_vclip if source == "open_vclip" else convert_froster
+        return convert(checkpoint, clip, **options)
     if source == "actionclip":
         return convert_actionclip(checkpoint, **options)
     if source != "actionclip" and "fusion_weights" in options:
@@ -40,5 +52,25 @@ def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None 
     raise ModelError(f"unknown checkpoint source '{source}' (choose from {', '.join(SOURCES)})")
 
 
-__all__ = ["SOURCES", "convert_actionclip", "convert_checkpoint", "convert_evl", "convert_mmaction2",
-           "convert_text4vis"]
+__all__ = ["SOURCES", "convert_actionclip", "convert_checkpoint", "convert_evl", "convert_froster",
+           "convert_mmaction2", "convert_open_vclip", "convert_text4vis", "detect_source"]
+
+
+def detect_source(obj: dict[str, Any]) -> str | None:
+    """Which original code wrote a loaded checkpoint dict, from its layout; None if unknown."""
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("model_state"), dict):
+        keys = [k[len("module."):] if k.startswith("module.") else k for k in obj["model_state"]]
+        if any(k.startswith("model.visual.") for k in keys):
+            return "froster" if any(k.startswith("projector_") for k in keys) else "open_vclip"
+    if isinstance(obj.get("model"), dict) and any(".decoder." in k or k.startswith("decoder.") for k in obj["model"]):
+        return "evl"
+    if isinstance(obj.get("fusion_model_state_dict"), dict):
+        return "actionclip"
+    state = obj.get("model_state_dict")
+    if isinstance(state, dict) and any(k.replace("module.", "").startswith("fusion_model.") for k in state):
+        return "text4vis"
+    if isinstance(obj.get("state_dict"), dict) and any(k.startswith("adapter.") for k in obj["state_dict"]):
+        return "mmaction2-actionclip"
+    return None

@@ -69,22 +69,51 @@ class VideoTextModel(nn.Module):
 
 
 def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, device: str | torch.device = "cpu",
-               frames: int = 8, templates: str | Sequence[str] = "open_vclip",
-               quick_gelu: bool | None = None, checkpoint: str | os.PathLike | None = None) -> VideoTextModel:
+               frames: int | None = None, templates: str | Sequence[str] | None = None,
+               quick_gelu: bool | None = None, checkpoint: str | os.PathLike | None = None,
+               clip: str | os.PathLike | None = None, source: str | None = None,
+               patch_ratio: float | None = None) -> VideoTextModel:
     """A model for :func:`ovar.predict`.
 
-    With ``checkpoint`` (an ovar model file, or a training run's directory holding one —
-    ``ovar train`` and ``ovar convert`` write them), the trained model; otherwise the
-    frozen-CLIP zero-shot model on backbone ``name`` with weights ``pretrained``.
+    With ``checkpoint``: an ovar model file, a training run's directory holding one
+    (``ovar train`` and ``ovar convert`` write them), or a checkpoint written by one of the
+    original codebases (ActionCLIP, Text4Vis, EVL, Open-VCLIP, FROSTER: the layout is
+    recognised, or named with ``source``), converted on the fly; ``clip`` is the original
+    CLIP file some of them need, and ``patch_ratio`` patches Open-VCLIP/FROSTER weights
+    towards it. Otherwise the frozen-CLIP zero-shot model on backbone ``name`` with weights
+    ``pretrained``.
     """
     if checkpoint is not None:
-        from .model_file import load_model_file
-
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / "model.pt"
-            if not path.is_file():
-                raise ModelError(f"{checkpoint}: no model.pt in this folder (is it an `ovar train` run?)")
-        return load_model_file(path, device=device).eval()
+        return _load_checkpoint(Path(checkpoint), device=device, frames=frames, templates=templates, clip=clip,
+                                source=source, patch_ratio=patch_ratio)
     backbone = load_backbone(name, pretrained, device=device, quick_gelu=quick_gelu)
-    return VideoTextModel(backbone, frames=frames, templates=templates).eval()
+    return VideoTextModel(backbone, frames=frames or 8, templates=templates or "open_vclip").eval()
+
+
+def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, patch_ratio) -> VideoTextModel:
+    from ..convert import convert_checkpoint, detect_source
+    from .model_file import is_model_file, load_model_file
+    from .weights_io import load_file
+
+    if path.is_dir():
+        path = path / "model.pt"
+        if not path.is_file():
+            raise ModelError(f"{path.parent}: no model.pt in this folder (is it an `ovar train` run?)")
+    if source is None:
+        payload = load_file(path, "checkpoint")
+        if is_model_file(payload):
+            if patch_ratio is not None or clip is not None:
+                raise ModelError(f"{path}: an ovar model file takes no CLIP file or patch ratio "
+                                 f"(use `ovar weights interpolate` to patch it)")
+            model = load_model_file(path, device=device)
+            if frames is not None:
+                model.frames = frames
+            if templates is not None:
+                model.templates = templates
+            return model.eval()
+        source = detect_source(payload)
+        if source is None:
+            raise ModelError(f"{path}: not an ovar model file, and not a checkpoint layout ovar recognises "
+                             f"(pass the source, or convert it with `ovar convert --from ...`)")
+    options = {"frames": frames, "templates": templates, "patch_ratio": patch_ratio}
+    return convert_checkpoint(source, path, clip=clip, **options).to(device).eval()
