@@ -77,6 +77,10 @@ class Recipe(ABC):
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scores (B, C), labels (B,))`` for one evaluation batch: logits or probabilities."""
 
+    def end_epoch(self, model: nn.Module, epoch: int, run_dir: Path) -> None:
+        """Called on the main process after each epoch (1-based ``epoch``), before the
+        checkpoint is written (e.g. to add the weights to a running average).  Default: none."""
+
     def finalize(self, model: nn.Module, run_dir: Path) -> None:
         """Post-processing after the last epoch (weight averaging, patching).  Default: none."""
 

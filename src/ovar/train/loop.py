@@ -171,6 +171,8 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                     logger.log("eval", step, epoch=epoch, **metrics)
                     if best is None or metrics["top1"] > best["top1"]:
                         best = {"epoch": epoch, "top1": metrics["top1"]}
+            if ctx.is_main:
+                recipe.end_epoch(model, epoch, run_dir)  # e.g. a running weight average
             rngs = distributed.all_gather_object(rng_state())
             if ctx.is_main:
                 ckpts.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -1,0 +1,216 @@
+"""Open-VCLIP: the image tower, with expanded temporal view attention, fine-tuned against a
+frozen text classifier; interpolated weight optimisation (IWO), epoch weight averaging and
+test-time patching towards the original CLIP.
+
+Training forward: per-frame unit embeddings, logits ``exp(logit_scale) · f @ wᵀ`` averaged
+over frames, cross-entropy. With IWO each step adds ``λ · CE`` at the weights
+``α·θ_CLIP + (1 − α)·θ`` (α ~ U(low, high), drawn from the engine's per-step seeded
+generator), evaluated functionally (:mod:`ovar.train.iwo`): only the CLIP parameters are
+interpolated, so extra trainable modules are fine, in one process or many.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError
+from ..models.open_vclip import OpenVCLIPModel
+from ..models.model_file import save_model_file
+from ..models.temporal.expand_view import TEMPORAL_TYPES
+from ..train.iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
+from ..train.running_average import RunningAverage
+from .base import ParamGroup, register_recipe
+from .clip_recipe import MODEL_FILE, ClipVideoRecipe
+from .video_data import Augment
+
+CLIP_PREFIX = "backbone.clip."  # the CLIP inside an OpenVCLIPModel
+AVERAGE_FILE = "weight_average.pt"
+
+
+@dataclass
+class OpenVCLIPOptions:
+    """``recipe.*`` keys of Open-VCLIP (defaults: the released K400 run)."""
+
+    templates: str = "open_vclip"
+    temporal: str = "expand_temporal_view"  # | _step2 | _step3 | none
+    iwo: bool = True  # interpolated weight optimisation
+    iwo_loss_ratio: float = 0.5  # λ
+    iwo_alpha_low: float = 0.0
+    iwo_alpha_high: float = 0.6
+    iwo_chain_rule: bool = False  # True: scale the interpolated gradient by (1 - α); the original does not
+    average_from_epoch: int | None = 2  # average the weights of epochs N..last in finalize; null: no averaging
+    average_to_epoch: int | None = None
+    patch_ratio: float | None = None  # evaluate/export r·θ_CLIP + (1 - r)·θ (the released evaluation: 0.5)
+
+
+def fuse_views(logits: torch.Tensor, rule: str) -> torch.Tensor:
+    """(B, V, C) per-view logits -> (B, C) by ``rule``."""
+    try:
+        from ..eval.views import fuse_scores
+    except ImportError:  # pragma: no cover - the evaluation package is always installed
+        fuse_scores = None
+    if fuse_scores is not None:
+        return fuse_scores(logits, rule)
+    if rule == "sum_logits":
+        return logits.sum(dim=1)
+    raise ValueError(f"unknown view fusion rule '{rule}'")
+
+
+class OpenVCLIPTrainer(nn.Module):
+    """The model and its fixed class embeddings (a buffer: moved with the model, never saved).
+
+    ``forward(video)`` gives the logits; with ``anchor`` and ``alpha`` also the logits at
+    the interpolated weights, both in one call so DistributedDataParallel sees one forward.
+    """
+
+    def __init__(self, model: OpenVCLIPModel, classifier: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("classifier", classifier, persistent=False)
+
+    def forward(self, video: torch.Tensor, anchor: dict[str, torch.Tensor] | None = None, alpha: float = 0.0,
+                chain_rule: bool = False):
+        logits = self.model(video, self.classifier)
+        if anchor is None:
+            return logits
+        params = interpolated_parameters(self.model, anchor, alpha, chain_rule=chain_rule)
+        return logits, functional_forward(self.model, params, video, self.classifier)
+
+
+@register_recipe("open_vclip")
+class OpenVCLIPRecipe(ClipVideoRecipe):
+    view_fusion = "sum_logits"
+    options_class = OpenVCLIPOptions
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.opts = self.options(self.options_class)
+        if self.opts.temporal not in TEMPORAL_TYPES:
+            raise ConfigError(f"recipe.temporal: expected one of {', '.join(TEMPORAL_TYPES)}, got {self.opts.temporal!r}")
+        if not 0.0 <= self.opts.iwo_alpha_low <= self.opts.iwo_alpha_high <= 1.0:
+            raise ConfigError("recipe.iwo_alpha_low/high: need 0 <= low <= high <= 1")
+        if self.opts.patch_ratio is not None and not 0.0 <= self.opts.patch_ratio <= 1.0:
+            raise ConfigError(f"recipe.patch_ratio: must be within [0, 1], got {self.opts.patch_ratio}")
+        self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
+        self._eval_classifier: torch.Tensor | None = None
+
+    # --- model -------------------------------------------------------------------------
+
+    def augment(self) -> Augment:
+        # Short side to U(S, S·256/224), random S crop, flip: the original's only augmentation.
+        size = self._shape_source().image_size
+        return Augment(random_resized_crop=False, jitter=(size, round(size * 256 / 224)), flip=0.5)
+
+    def make_model(self) -> OpenVCLIPModel:
+        return OpenVCLIPModel(self.backbone(), frames=self.config.data.frames, templates=self.opts.templates,
+                              temporal=self.opts.temporal)
+
+    def build_model(self) -> nn.Module:
+        model = self.make_model()
+        clip = model.backbone.clip
+        for name, param in clip.named_parameters():  # the text tower stays as pretrained
+            param.requires_grad_(name.startswith("visual.") or name == "logit_scale")
+        with torch.no_grad():  # computed once from the pretrained text tower, as the original
+            classifier = model.classifier(self.class_names, cache=False)
+        self._capture_anchor(model)
+        return OpenVCLIPTrainer(model, classifier)
+
+    def _capture_anchor(self, model: OpenVCLIPModel) -> None:
+        # The pretrained CLIP weights, taken before training or resuming changes them.
+        if self.opts.iwo or self.opts.patch_ratio is not None:
+            self._anchor = anchor_weights(model, CLIP_PREFIX)
+
+    def anchor(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if self._anchor is None:
+            raise RuntimeError("no CLIP anchor: build_model() was not called")
+        first = next(iter(self._anchor.values()))
+        if first.device != device:
+            self._anchor = {k: v.to(device) for k, v in self._anchor.items()}
+        return self._anchor
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+
+    # --- training ----------------------------------------------------------------------
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        video, labels = batch["video"], batch["label"]
+        if not self.opts.iwo:
+            return {"loss": F.cross_entropy(model(video).float(), labels)}
+        alpha = sample_alpha(self.opts.iwo_alpha_low, self.opts.iwo_alpha_high)
+        logits, interp = model(video, anchor=self.anchor(labels.device), alpha=alpha,
+                               chain_rule=self.opts.iwo_chain_rule)
+        ce = F.cross_entropy(logits.float(), labels)
+        ce_interp = F.cross_entropy(interp.float(), labels)
+        return {"loss": ce + self.opts.iwo_loss_ratio * ce_interp, "ce": ce.detach(),
+                "ce_interp": ce_interp.detach(), "alpha": alpha}
+
+    # --- evaluation --------------------------------------------------------------------
+
+    def eval_classifier(self, model: OpenVCLIPModel) -> torch.Tensor:
+        """The class embeddings evaluated against (the frozen text tower's, once per class list)."""
+        return model.classifier(self.class_names, cache=False)
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        if self.opts.patch_ratio is not None:
+            model = self.patched(model, self.opts.patch_ratio)
+        with torch.no_grad():
+            self._eval_classifier = self.eval_classifier(model.model)
+        return model
+
+    def patched(self, model: nn.Module, ratio: float) -> nn.Module:
+        """A copy of the trainer with every trained CLIP tensor moved to ``r·θ_CLIP + (1 − r)·θ``."""
+        patched = copy.deepcopy(model)
+        params = dict(patched.model.named_parameters())
+        with torch.no_grad():
+            for name, target in self.anchor(next(patched.parameters()).device).items():
+                params[name].mul_(1.0 - ratio).add_(target.to(params[name].dtype), alpha=ratio)
+        return patched
+
+    def fusion_rule(self) -> str:
+        override = getattr(self.config.eval, "fusion", None)
+        return override or self.view_fusion
+
+    @torch.no_grad()
+    def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        clips, views = self.video_views(batch)
+        model = eval_model.model
+        embeddings = model.encode_video(clips).view(-1, views, model.backbone.embed_dim)
+        rule = self.fusion_rule()
+        if rule == "features":
+            return model.logits(embeddings.mean(dim=1), self._eval_classifier), batch["label"]
+        logits = model.logits(embeddings.flatten(0, 1), self._eval_classifier)
+        return fuse_views(logits.view(-1, views, logits.shape[-1]), rule), batch["label"]
+
+    # --- after training ----------------------------------------------------------------
+
+    def _average(self, run_dir: Path) -> RunningAverage | None:
+        if self.opts.average_from_epoch is None:
+            return None
+        return RunningAverage(Path(run_dir) / AVERAGE_FILE, self.opts.average_from_epoch, self.opts.average_to_epoch)
+
+    def end_epoch(self, model: nn.Module, epoch: int, run_dir: Path) -> None:
+        average = self._average(run_dir)
+        if average is not None and average.wants(epoch):
+            average.add({n: p for n, p in model.named_parameters() if p.requires_grad}, epoch)
+
+    def finalize(self, model: nn.Module, run_dir: Path) -> None:
+        """Load the epoch average (when configured) into ``model``, then export the model
+        file (patched towards CLIP when ``patch_ratio`` is set)."""
+        average = self._average(run_dir)
+        mean = average.average() if average is not None else None
+        if mean is not None:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in mean.items():
+                    params[name].copy_(value.to(params[name].device, params[name].dtype))
+            print(f"averaged the weights of epochs {', '.join(map(str, average.epochs()))}")
+        exported = self.patched(model, self.opts.patch_ratio) if self.opts.patch_ratio is not None else model
+        save_model_file(Path(run_dir) / MODEL_FILE, self.inner(exported))
