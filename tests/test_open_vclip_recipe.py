@@ -249,3 +249,13 @@ def test_froster_rejects_bad_options(dataset, tmp_path):
     (tmp_path / "short.json").write_text(json.dumps({"0": "Archery: shooting arrows."}))
     with pytest.raises(ConfigError, match="recipe.descriptions"):
         _recipe(_config(dataset, tmp_path, "froster", f"recipe.descriptions={tmp_path / 'short.json'}"))
+
+
+@pytest.mark.parametrize("path", ["configs/open_vclip/k400.yaml", "configs/froster/k400.yaml",
+                                  "configs/froster/b2n.yaml"])
+def test_shipped_configs_build_their_recipe(path, tmp_path):
+    config = load_config(Path(__file__).resolve().parents[1] / path, [f"data.classes={tmp_path / 'c.txt'}"])
+    (tmp_path / "c.txt").write_text("archery\nsurfing water\n")
+    recipe = _recipe(config)
+    assert recipe.opts.average_from_epoch == 2 and config.schedule.warmup_epochs == 2
+    assert recipe.view_fusion == "sum_logits" and config.eval.views == "3x1"
