@@ -78,3 +78,14 @@ def test_builtin_actionclip_templates_are_the_reference_ones(meta):
     from ovar.text import ACTIONCLIP_TEMPLATES
 
     assert list(ACTIONCLIP_TEMPLATES) == meta["inputs"]["templates"]
+
+
+def test_load_model_recognises_the_original_checkpoint(inputs):
+    import ovar
+
+    model = ovar.load_model(checkpoint=ROOT / "checkpoint.pth")
+    converted = _convert("Transf")
+    assert model.kind == "actionclip"
+    video = inputs["video"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(video), converted.encode_video(video), atol=0, rtol=0)

@@ -98,3 +98,13 @@ def test_cli_convert(tmp_path, meta, capsys):
                  "--heads", str(meta["decoder"]["num_heads"]), "--labels", str(labels), "--out", str(out)])
     assert code == 0 and out.is_file()
     assert "evl" in capsys.readouterr().out
+
+
+def test_load_model_reads_the_original_checkpoint(meta, run):
+    import ovar
+
+    model = ovar.load_model(checkpoint=ROOT / "checkpoint.pth", clip=ROOT / "clip.pt",
+                            num_heads=meta["decoder"]["num_heads"], class_names=meta["inputs"]["class_names"])
+    assert model.kind == "evl"
+    out = _outputs(model, _load("inputs.pt")["video"])
+    torch.testing.assert_close(out["logits"], run["logits"], atol=0, rtol=0)

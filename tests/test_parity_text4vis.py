@@ -84,3 +84,21 @@ def test_own_tokenisation_matches(run, model, meta):
     names, templates = meta["inputs"]["class_names"], meta["inputs"]["templates"]
     prompts = [template.format(name) for template in templates for name in names]
     assert torch.equal(model.backbone.tokenize(prompts), run[0]["text_tokens"])
+
+
+def test_load_model_recognises_the_original_checkpoint(model):
+    import ovar
+
+    loaded = ovar.load_model(checkpoint=ROOT / "checkpoint.pth", clip=ROOT / "clip.pt")
+    assert loaded.kind == "text4vis"
+    video = _load("inputs.pt")["video"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_video(video), model.encode_video(video), atol=0, rtol=0)
+
+
+def test_load_model_names_the_missing_clip_file():
+    import ovar
+    from ovar.errors import ModelError
+
+    with pytest.raises(ModelError, match="--clip"):
+        ovar.load_model(checkpoint=ROOT / "checkpoint.pth")

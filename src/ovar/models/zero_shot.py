@@ -72,7 +72,7 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
                frames: int | None = None, templates: str | Sequence[str] | None = None,
                quick_gelu: bool | None = None, checkpoint: str | os.PathLike | None = None,
                clip: str | os.PathLike | None = None, source: str | None = None,
-               patch_ratio: float | None = None) -> VideoTextModel:
+               patch_ratio: float | None = None, **convert_options) -> VideoTextModel:
     """A model for :func:`ovar.predict`.
 
     With ``checkpoint``: an ovar model file, a training run's directory holding one
@@ -80,17 +80,20 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
     original codebases (ActionCLIP, Text4Vis, EVL, Open-VCLIP, FROSTER: the layout is
     recognised, or named with ``source``), converted on the fly; ``clip`` is the original
     CLIP file some of them need, and ``patch_ratio`` patches Open-VCLIP/FROSTER weights
-    towards it. Otherwise the frozen-CLIP zero-shot model on backbone ``name`` with weights
-    ``pretrained``.
+    towards it; ``convert_options`` go to :func:`ovar.convert.convert_checkpoint` (e.g. EVL's
+    ``num_heads`` and ``class_names``). Otherwise the frozen-CLIP zero-shot model on backbone
+    ``name`` with weights ``pretrained``.
     """
     if checkpoint is not None:
         return _load_checkpoint(Path(checkpoint), device=device, frames=frames, templates=templates, clip=clip,
-                                source=source, patch_ratio=patch_ratio)
+                                source=source, patch_ratio=patch_ratio, options=convert_options)
+    if convert_options:
+        raise TypeError(f"unexpected arguments without a checkpoint: {', '.join(convert_options)}")
     backbone = load_backbone(name, pretrained, device=device, quick_gelu=quick_gelu)
     return VideoTextModel(backbone, frames=frames or 8, templates=templates or "open_vclip").eval()
 
 
-def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, patch_ratio) -> VideoTextModel:
+def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, patch_ratio, options) -> VideoTextModel:
     from ..convert import convert_checkpoint, detect_source
     from .model_file import is_model_file, load_model_file
     from .weights_io import load_file
@@ -102,7 +105,7 @@ def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, pat
     if source is None:
         payload = load_file(path, "checkpoint")
         if is_model_file(payload):
-            if patch_ratio is not None or clip is not None:
+            if patch_ratio is not None or clip is not None or options:
                 raise ModelError(f"{path}: an ovar model file takes no CLIP file or patch ratio "
                                  f"(use `ovar weights interpolate` to patch it)")
             model = load_model_file(path, device=device)
@@ -115,5 +118,5 @@ def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, pat
         if source is None:
             raise ModelError(f"{path}: not an ovar model file, and not a checkpoint layout ovar recognises "
                              f"(pass the source, or convert it with `ovar convert --from ...`)")
-    options = {"frames": frames, "templates": templates, "patch_ratio": patch_ratio}
+    options = {"frames": frames, "templates": templates, "patch_ratio": patch_ratio, **options}
     return convert_checkpoint(source, path, clip=clip, **options).to(device).eval()
