@@ -95,6 +95,11 @@ def test_finalize_loads_the_mean_of_the_averaged_epochs(dataset, tmp_path):
     first = torch.load(tmp_path / "checkpoints" / "epoch_0002.pt", weights_only=True)["model"]
     key = "model.backbone.clip.token_embedding.weight"
     assert torch.equal(first[key], result.model.state_dict()[key])
+    # The offline tool on the run's checkpoints gives the same average.
+    assert main(["weights", "average", str(tmp_path), "--out", str(tmp_path / "avg.pt")]) == 0
+    offline = torch.load(tmp_path / "avg.pt", weights_only=True)["model"]
+    for name in trained:
+        torch.testing.assert_close(offline[name], final[name].detach(), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("chain_rule", [False, True])

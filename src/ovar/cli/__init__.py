@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from ..errors import OvarError
-from . import cache_cmd, convert_cmd, data_cmd, models_cmd, predict_cmd, train_cmd
+from . import cache_cmd, convert_cmd, data_cmd, models_cmd, predict_cmd, train_cmd, weights_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parsers(sub)
     convert_cmd.add_parser(sub)
     cache_cmd.add_parser(sub)
+    weights_cmd.add_parser(sub)
     return parser
 
 
