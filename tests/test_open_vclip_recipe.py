@@ -264,3 +264,30 @@ def test_shipped_configs_build_their_recipe(path, tmp_path):
     recipe = _recipe(config)
     assert recipe.opts.average_from_epoch == 2 and config.schedule.warmup_epochs == 2
     assert recipe.view_fusion == "sum_logits" and config.eval.views == "3x1"
+
+
+def test_iwo_under_two_processes(dataset, tmp_path):
+    """IWO's two forwards run inside one DistributedDataParallel call (gloo, CPU)."""
+    import os
+
+    from test_distributed import TORCHRUN, free_port
+
+    if not TORCHRUN.exists():
+        pytest.skip("torchrun not installed beside python")
+    overrides = [f"{k}={v}" for k, v in (("recipe.name", "open_vclip"), ("model.backbone", "tiny"),
+                                          ("model.pretrained", "none"), ("data.root", dataset),
+                                          ("data.train_list", dataset / "train.txt"),
+                                          ("data.classes", dataset / "classes.csv"), ("data.frames", 4),
+                                          ("data.batch_size", 2), ("data.workers", 0), ("schedule.epochs", 1),
+                                          ("schedule.warmup_epochs", 0), ("run.out_dir", tmp_path),
+                                          ("run.device", "cpu"), ("recipe.average_from_epoch", 1))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                           str(free_port()), "-m", "ovar", "train", *overrides], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [x for x in lines if x.get("kind", x.get("event")) == "train" or "ce_interp" in x]
+    assert train_lines and all(torch.isfinite(torch.tensor(x["ce_interp"])) for x in train_lines)
+    assert (tmp_path / "model.pt").is_file()
+    assert torch.load(tmp_path / "weight_average.pt", weights_only=True)["epochs"] == [1]
