@@ -87,6 +87,7 @@ class EvalConfig:
 
     every_n_epochs: int = 1  # 0 disables evaluation during training
     views: str = "1x1"  # temporal clips x spatial crops
+    fusion: str | None = None  # view fusion rule (ovar.eval.views); None: the recipe's own
 
 
 @dataclass

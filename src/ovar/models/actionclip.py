@@ -26,6 +26,7 @@ class ActionCLIPModel(FusedVideoTextModel):
     """
 
     kind = "actionclip"
+    eval_fusion = "mean_softmax"  # per view the template-averaged softmax, then the mean
 
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
                  templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None) -> None:

@@ -56,6 +56,7 @@ class OpenVCLIPModel(VideoTextModel):
 
     kind = "open_vclip"
     view_fusion = "features"
+    eval_fusion = "sum_logits"  # the original's rule, exactly
 
     def __init__(self, backbone: ClipBackbone, *, frames: int = 8, templates: str | Sequence[str] = "open_vclip",
                  temporal: str = "expand_temporal_view") -> None:

@@ -31,6 +31,10 @@ class VideoTextModel(nn.Module):
     """How :func:`ovar.predict` fuses a video's views: ``"features"`` averages the video
     embeddings before scoring; ``"scores"`` averages the per-view probabilities."""
 
+    eval_fusion = "features"
+    """The view fusion rule of :mod:`ovar.eval.views` that ``ovar eval`` applies: the
+    original method's own test-time rule."""
+
     def __init__(self, backbone: ClipBackbone, video_encoder: nn.Module | None = None, *,
                  frames: int = 8, templates: str | Sequence[str] = "open_vclip") -> None:
         super().__init__()

@@ -40,6 +40,7 @@ class ActionCLIPTrainer(nn.Module):
 
 @register_recipe("actionclip")
 class ActionCLIPRecipe(ClipVideoRecipe):
+    view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(ActionCLIPOptions)
@@ -89,9 +90,5 @@ class ActionCLIPRecipe(ClipVideoRecipe):
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        clips, views = self.video_views(batch)
-        model = eval_model.model
-        embeddings = model.encode_video(clips).view(-1, views, model.backbone.embed_dim)
-        # Views: the template-averaged probabilities are averaged too.
-        probs = model.probabilities(embeddings.flatten(0, 1), self._eval_classifier)
-        return probs.view(-1, views, probs.shape[-1]).mean(dim=1), batch["label"]
+        # Views: the template-averaged probabilities are averaged too (mean_softmax).
+        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]

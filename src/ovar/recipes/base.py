@@ -46,6 +46,10 @@ class Recipe(ABC):
     """Passed to DistributedDataParallel: set when some trainable parameters may get no
     gradient in a step."""
 
+    view_fusion: str = "mean_softmax"
+    """How evaluation fuses a video's views (a rule of :mod:`ovar.eval.views`), as the
+    method's original code does; ``eval.fusion`` overrides it."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
 
@@ -76,6 +80,10 @@ class Recipe(ABC):
     @abstractmethod
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scores (B, C), labels (B,))`` for one evaluation batch: logits or probabilities."""
+
+    def fusion_rule(self) -> str:
+        """The view fusion rule used at evaluation: ``eval.fusion``, else :attr:`view_fusion`."""
+        return getattr(self.config.eval, "fusion", None) or self.view_fusion
 
     def end_epoch(self, model: nn.Module, epoch: int, run_dir: Path) -> None:
         """Called on the main process after each epoch (1-based ``epoch``), before the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -54,6 +54,20 @@ class ClipVideoRecipe(Recipe):
         if not hasattr(self, "_backbone_meta"):
             self.backbone()
         return self._backbone_meta
+
+    def classifier_for(self, eval_model: nn.Module, names: Sequence[str],
+                       descriptions: Sequence[str] | None = None) -> torch.Tensor:
+        """Class embeddings of any class list, built the recipe's way (its templates), from
+        ``eval_model`` as :meth:`eval_model` returned it.  Protocols evaluate with these."""
+        return self.inner(eval_model).classifier(list(names), descriptions=descriptions, cache=False)
+
+    def score_batch(self, eval_model: nn.Module, video: torch.Tensor, classifier: torch.Tensor,
+                    fusion: str | None = None) -> torch.Tensor:
+        """(B, C) scores of evaluation clips (B, V, T, 3, S, S): the views fused by
+        ``fusion`` or :meth:`fusion_rule`."""
+        from ..eval.views import score_views
+
+        return score_views(self.inner(eval_model), video, classifier, fusion or self.fusion_rule())
 
     @staticmethod
     def video_views(batch: dict[str, Any]) -> tuple[torch.Tensor, int]:

@@ -114,6 +114,7 @@ class FixedViewDataset(Dataset):
 
 @register_recipe("evl")
 class EVLRecipe(ClipVideoRecipe):
+    view_fusion = "mean_softmax"
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(EVLOptions)
@@ -204,10 +205,9 @@ class EVLRecipe(ClipVideoRecipe):
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        clips, views = self.video_views(batch)
-        logits = eval_model.model(clips).float()
-        # EVL: softmax per view, then the mean over the views.
-        return logits.softmax(dim=-1).unflatten(0, (-1, views)).mean(dim=1), batch["label"]
+        # EVL: softmax per view, then the mean over the views (mean_softmax); every head row.
+        rows = torch.arange(len(self.class_names), device=batch["video"].device)
+        return self.score_batch(eval_model, batch["video"], rows), batch["label"]
 
     @torch.no_grad()
     def build_cache(self, batch_size: int = 8, device: str | torch.device = "cpu") -> FeatureCache:

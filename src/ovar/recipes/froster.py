@@ -13,7 +13,7 @@ draws one of the first 28 (seeded) and adds the last, raw-text one; evaluation e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -175,10 +175,10 @@ class FrosterRecipe(OpenVCLIPRecipe):
         return {"loss": loss, "ce": ce.detach(), "distill_video": video_term.detach(),
                 "distill_text": text_term.detach(), "template": picks[0]}
 
-    def eval_classifier(self, model: FrosterModel) -> torch.Tensor:
-        # The text tower trains: all templates re-encoded once per evaluation. Descriptions
-        # apply to the training classes, or come with another class list (set_eval_classes).
-        descriptions = getattr(self, "eval_descriptions", None)
-        if descriptions is None and list(self.class_names) == self.train_class_names:
+    def classifier_for(self, eval_model: nn.Module, names: Sequence[str],
+                       descriptions: Sequence[str] | None = None) -> torch.Tensor:
+        # The text tower trains: all templates re-encoded once per evaluation.  The recipe's
+        # descriptions belong to its training classes; another list brings its own.
+        if descriptions is None and self.descriptions is not None and list(names) == self.train_class_names:
             descriptions = self.descriptions
-        return model.classifier(self.class_names, self.templates, descriptions=descriptions, cache=False)
+        return self.inner(eval_model).classifier(list(names), self.templates, descriptions=descriptions, cache=False)

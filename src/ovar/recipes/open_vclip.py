@@ -50,19 +50,6 @@ class OpenVCLIPOptions:
     patch_ratio: float | None = None  # evaluate/export r·θ_CLIP + (1 - r)·θ (the released evaluation: 0.5)
 
 
-def fuse_views(logits: torch.Tensor, rule: str) -> torch.Tensor:
-    """(B, V, C) per-view logits -> (B, C) by ``rule``."""
-    try:
-        from ..eval.views import fuse_scores
-    except ImportError:  # pragma: no cover - the evaluation package is always installed
-        fuse_scores = None
-    if fuse_scores is not None:
-        return fuse_scores(logits, rule)
-    if rule == "sum_logits":
-        return logits.sum(dim=1)
-    raise ValueError(f"unknown view fusion rule '{rule}'")
-
-
 class OpenVCLIPTrainer(nn.Module):
     """The model and its fixed class embeddings (a buffer: moved with the model, never saved).
 
@@ -154,15 +141,15 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     # --- evaluation --------------------------------------------------------------------
 
-    def eval_classifier(self, model: OpenVCLIPModel) -> torch.Tensor:
-        """The class embeddings evaluated against (the frozen text tower's, once per class list)."""
-        return model.classifier(self.class_names, cache=False)
+    def eval_classifier(self, eval_model: nn.Module) -> torch.Tensor:
+        """The training classes' embeddings evaluated against, once per evaluation."""
+        return self.classifier_for(eval_model, self.class_names)
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.opts.patch_ratio is not None:
             model = self.patched(model, self.opts.patch_ratio)
         with torch.no_grad():
-            self._eval_classifier = self.eval_classifier(model.model)
+            self._eval_classifier = self.eval_classifier(model)
         return model
 
     def patched(self, model: nn.Module, ratio: float) -> nn.Module:
@@ -174,20 +161,9 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
                 params[name].mul_(1.0 - ratio).add_(target.to(params[name].dtype), alpha=ratio)
         return patched
 
-    def fusion_rule(self) -> str:
-        override = getattr(self.config.eval, "fusion", None)
-        return override or self.view_fusion
-
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        clips, views = self.video_views(batch)
-        model = eval_model.model
-        embeddings = model.encode_video(clips).view(-1, views, model.backbone.embed_dim)
-        rule = self.fusion_rule()
-        if rule == "features":
-            return model.logits(embeddings.mean(dim=1), self._eval_classifier), batch["label"]
-        logits = model.logits(embeddings.flatten(0, 1), self._eval_classifier)
-        return fuse_views(logits.view(-1, views, logits.shape[-1]), rule), batch["label"]
+        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]
 
     # --- after training ----------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class Text4VisTrainer(nn.Module):
 
 @register_recipe("text4vis")
 class Text4VisRecipe(ClipVideoRecipe):
+    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(Text4VisOptions)
@@ -66,8 +67,4 @@ class Text4VisRecipe(ClipVideoRecipe):
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        clips, views = self.video_views(batch)
-        model = eval_model.model
-        # Text4Vis fuses views by averaging un-normalised video features.
-        features = model.encode_video(clips).view(-1, views, model.backbone.embed_dim).mean(dim=1)
-        return model.probabilities(features, eval_model.classifier), batch["label"]
+        return self.score_batch(eval_model, batch["video"], eval_model.classifier), batch["label"]

@@ -65,6 +65,7 @@ class EVLModel(VideoTextModel):
 
     kind = "evl"
     view_fusion = "scores"  # EVL: softmax per view, then the mean over views
+    eval_fusion = "mean_softmax"
 
     def __init__(self, backbone: ClipBackbone, *, class_names: Sequence[str], num_frames: int = 8,
                  num_layers: int = 4, num_heads: int | None = None, qkv_dim: int | None = None,

@@ -1,0 +1,116 @@
+"""Score one evaluation list with a scorer: batched, resumable, failures reported and skipped.
+
+:func:`evaluate_set` writes into its folder the per-video scores (:mod:`ovar.eval.scores`),
+``metrics.json`` (every metric of :mod:`ovar.eval.metrics`, per-class accuracy and the
+confusion matrix included) and the per-class accuracy and confusion-matrix plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data.dataset import VideoDataset
+from ..data.loader import build_loader
+from .metrics import Metrics, compute_metrics
+from .plots import plot_confusion, plot_per_class
+from .scores import ScoreStore
+
+FLUSH_SECONDS = 30.0  # scores reach the disk at least this often while scoring
+
+
+@dataclass
+class SetResult:
+    """The outcome of one evaluated list."""
+
+    metrics: Metrics
+    failures: list[tuple[str, str]]  # (path, reason) of undecodable videos, not scored
+    num_videos: int  # scored
+    folder: Path
+
+
+def evaluate_set(scorer: Any, dataset: VideoDataset, class_names: Sequence[str], folder: str | Path, *,
+                 batch_size: int = 8, workers: int = 4, precision: str = "auto",
+                 descriptions: Sequence[str] | None = None, resume: bool = True,
+                 progress: bool = True, plots: bool = True) -> SetResult:
+    """Score every video of ``dataset`` against ``class_names`` and compute the metrics.
+
+    ``scorer`` has ``device``, ``classifier(names, descriptions)`` and ``score(video,
+    classifier)`` (:mod:`ovar.eval.scorers`); it may also be a zero-argument callable
+    returning one, so a resumed evaluation with nothing left to score loads no model.
+    Videos scored before (``resume``) are not scored again.
+    """
+    folder = Path(folder)
+    labels = [r.label for r in dataset.records]
+    store = ScoreStore(folder, dataset.paths, labels, class_names, resume=resume)
+    todo = [i for i in range(len(dataset)) if i not in store.done()]
+    if todo:
+        if callable(scorer) and not hasattr(scorer, "score"):
+            scorer = scorer()
+        _score(scorer, _subset(dataset, todo), todo, class_names, store, batch_size, workers, precision,
+               descriptions, progress)
+    store.finish()
+    scores, targets = store.arrays()
+    metrics = compute_metrics(scores, targets)
+    failures = store.failure_list()
+    (folder / "metrics.json").write_text(json.dumps({**metrics.summary(), "class_names": list(class_names),
+                                                     "per_class_accuracy": metrics.per_class_accuracy,
+                                                     "class_counts": metrics.class_counts,
+                                                     "confusion": metrics.confusion,
+                                                     "failures": [list(f) for f in failures]}) + "\n",
+                                         encoding="utf-8")
+    if plots and metrics.num_videos:
+        plot_per_class(folder / "per_class_accuracy.png", class_names, metrics.per_class_accuracy)
+        plot_confusion(folder / "confusion.png", class_names, metrics.confusion)
+    return SetResult(metrics, failures, metrics.num_videos, folder)
+
+
+def _subset(dataset: VideoDataset, indices: list[int]) -> VideoDataset:
+    """The same dataset restricted to ``indices`` (evaluation clips do not depend on position)."""
+    if len(indices) == len(dataset):
+        return dataset
+    part = copy.copy(dataset)
+    part.records = [dataset.records[i] for i in indices]
+    part.paths = [dataset.paths[i] for i in indices]
+    return part
+
+
+@torch.no_grad()
+def _score(scorer: Any, dataset: VideoDataset, positions: list[int], class_names: Sequence[str],
+           store: ScoreStore, batch_size: int, workers: int, precision: str,
+           descriptions: Sequence[str] | None, progress: bool) -> None:
+    from ..train.logging import progress as bar
+    from ..train.loop import _autocast, _close_loader, resolve_precision
+
+    device = scorer.device
+    classifier = scorer.classifier(list(class_names), descriptions)
+    precision = resolve_precision(precision, device)
+    loader = build_loader(dataset, batch_size, workers=workers, shuffle=False, seed=0, distributed=False,
+                          pin_memory=device.type == "cuda")
+    last_flush = time.monotonic()
+    try:
+        for batch in bar(loader, total=len(loader), desc="eval", enabled=progress):
+            for local in batch["failed"]:
+                reason = next((f.reason for f in batch["failures"] if f.path == dataset.paths[local]), "undecodable")
+                store.add_failure(positions[local], reason)
+            if batch["video"] is not None:
+                video = batch["video"].to(device, non_blocking=True)
+                with _autocast(precision, device):
+                    scores = scorer.score(video, classifier)
+                store.add([positions[i] for i in batch["index"].tolist()], scores.float())
+            if time.monotonic() - last_flush > FLUSH_SECONDS:
+                store.flush()
+                last_flush = time.monotonic()
+    finally:
+        store.flush()  # an interruption keeps every batch scored so far
+        _close_loader(loader)
+    if store.failures:
+        print(f"ovar eval: {len(store.failures)} video(s) could not be decoded and were not scored "
+              f"(listed in {store.folder / 'failures.jsonl'})", file=sys.stderr)
