@@ -11,7 +11,8 @@ import sys
 from typing import Sequence
 
 from ..errors import OvarError
-from . import cache_cmd, convert_cmd, data_cmd, models_cmd, predict_cmd, train_cmd, weights_cmd
+from . import cache_cmd, convert_cmd, data_cmd, eval_cmd, models_cmd, predict_cmd, train_cmd
+from . import weights_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
     train_cmd.add_parsers(sub)
+    eval_cmd.add_parser(sub)
     convert_cmd.add_parser(sub)
     cache_cmd.add_parser(sub)
     weights_cmd.add_parser(sub)

@@ -1,4 +1,4 @@
-"""``ovar train`` and ``ovar eval``: run a recipe through the training engine.
+"""``ovar train``: run a recipe through the training engine (``ovar eval`` is in eval_cmd).
 
 Under ``torchrun --nproc_per_node N -m ovar train ...`` every process runs this command
 and the engine trains with DistributedDataParallel; a plain ``ovar train`` is one process.
@@ -24,12 +24,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                        help="continue a run: the latest checkpoint in run.out_dir, or the file given")
     train.set_defaults(handler=run_train)
-
-    evaluate = sub.add_parser("eval", help="evaluate a trained run on the configured evaluation list")
-    _common(evaluate)
-    evaluate.add_argument("--checkpoint", required=True, metavar="FILE",
-                          help="a checkpoint written by `ovar train` (epoch_*.pt, best.pt, final.pt)")
-    evaluate.set_defaults(handler=run_eval)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -80,20 +74,3 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}), file=sys.stderr)
     return 0
 
-
-def run_eval(args: argparse.Namespace) -> int:
-    from ..train import distributed, evaluate
-    from ..train.checkpoint import load
-
-    config, recipe = _load(args)
-    try:
-        state = load(args.checkpoint)
-    except (OSError, RuntimeError) as exc:
-        raise OvarError(f"{args.checkpoint}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
-    with distributed.session(config.run.device) as ctx:
-        model = recipe.build_model()
-        model.load_state_dict(state["model"])
-        metrics = evaluate(config, recipe, model.to(ctx.device))
-        if ctx.is_main:
-            print(json.dumps(metrics))
-    return 0

@@ -1,0 +1,218 @@
+"""``ovar eval``: the papers' evaluation protocols, or one trained run on its config's list.
+
+``ovar eval --protocol NAME --root DATASET_DIR --out DIR ...`` runs a protocol (see
+docs/protocols.md); ``ovar eval --config FILE --checkpoint FILE`` (no ``--protocol``)
+evaluates a training checkpoint on ``data.val_list`` and prints the metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import OvarError
+from .argtypes import non_negative_int, positive_int
+
+PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
+TRAINING = ("base2novel", "few-shot")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
+    return value
+
+
+def _fusion(text: str) -> str:
+    from ..eval.views import FUSION_RULES
+
+    if text not in FUSION_RULES:
+        raise argparse.ArgumentTypeError(f"unknown fusion '{text}' (choose from {', '.join(FUSION_RULES)})")
+    return text
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip().lower() for v in text.split(",") if v.strip()]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="run an evaluation protocol (or evaluate a trained run)",
+                       description="Evaluate with a protocol of the papers: closed, cross-dataset, half-classes, "
+                                   "base2novel, few-shot. Without --protocol: a training checkpoint on the "
+                                   "config's data.val_list.")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None, help="the protocol to run")
+    p.add_argument("--root", metavar="DIR", help="dataset root that list paths are relative to")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (protocols: scores, runs, report; without --protocol: run.out_dir)")
+    p.add_argument("--lists", metavar="DIR", default=None,
+                   help="lists folder laid out like the bundled splits/<protocol> (default: the bundled lists)")
+    p.add_argument("--datasets", type=_name_list, default=None,
+                   help="comma-separated datasets (cross: ucf101,hmdb51,k600; half: ucf101,hmdb51; "
+                        "base2novel: k400,hmdb51,ucf101,ssv2; default: all with lists)")
+    p.add_argument("--splits", type=_int_list, default=None, help="base2novel: training splits to run, e.g. 1 or 1,2")
+    p.add_argument("--list", dest="lists_eval", action="append", metavar="FILE", default=None,
+                   help="closed / few-shot: evaluation list (repeat for several)")
+    p.add_argument("--classes", metavar="FILE", default=None, help="closed / few-shot: class list of --list")
+    p.add_argument("--train-list", metavar="FILE", default=None, help="few-shot: the list K-shot subsets are drawn from")
+    p.add_argument("--shots", type=_int_list, default=[2, 4, 8, 16], help="few-shot: K values (default 2,4,8,16)")
+    model = p.add_argument_group("what is evaluated")
+    model.add_argument("--checkpoint", metavar="FILE|RUN_DIR", default=None,
+                       help="an ovar model file or `ovar train` run folder; with --config/--recipe a training checkpoint")
+    model.add_argument("--clip", metavar="FILE", default=None,
+                       help="with an original codebase's --checkpoint: the CLIP file it was trained from")
+    model.add_argument("--patch-ratio", type=_ratio, default=None, metavar="R",
+                       help="Open-VCLIP/FROSTER: evaluate R*theta_CLIP + (1-R)*theta (the released evaluation: 0.5)")
+    model.add_argument("--model", default=None, help="bare CLIP backbone name, e.g. ViT-B-16 (frozen baseline)")
+    model.add_argument("--pretrained", default="openai", help="with --model: open_clip tag, weights file or 'none'")
+    model.add_argument("--templates", default=None, help="with --model: prompt templates (default open_vclip)")
+    model.add_argument("--config", metavar="FILE", default=None, help="recipe config (YAML differences from defaults)")
+    model.add_argument("--recipe", default=None, help="recipe name, or 'module:name' for a user module")
+    how = p.add_argument_group("how")
+    how.add_argument("--views", default=None, help="temporal clips x spatial crops, e.g. 3x1 (default: eval.views, 1x1)")
+    how.add_argument("--fusion", type=_fusion, default=None,
+                     help="view fusion: features, mean_softmax, sum_logits, mean_logits (default: the method's own)")
+    how.add_argument("--batch-size", type=positive_int, default=None, help="videos per batch (default: data.batch_size)")
+    how.add_argument("--workers", type=non_negative_int, default=None, help="decoding workers (default: data.workers)")
+    how.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                     help="mixed precision on GPU (default: run.precision, auto)")
+    how.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: run.device, auto)")
+    how.add_argument("--descriptions", metavar="FILE", default=None,
+                     help='class descriptions JSON {"0": "Name: description"}, matched to classes by name')
+    how.add_argument("--seed", type=non_negative_int, default=None, help="seed of K-shot draws, training, clips")
+    how.add_argument("--strict", action="store_true", help="stop at the first undecodable video")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="configuration overrides, e.g. data.frames=16")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.protocol is None:
+        return _run_checkpoint_eval(args)
+    from ..eval import protocols as P
+    from ..eval.protocol_defs import BUNDLED_FOLDER
+    from ..eval.protocol_lists import BundledLists, FileLists, FolderLists
+    from ..eval.protocol_models import bare_clip, model_file
+    from ..eval.protocol_train import RecipeSpec
+
+    if not args.root or not args.out:
+        raise OvarError(f"--protocol {args.protocol} needs --root DATASET_DIR and --out DIR")
+    spec = RecipeSpec(args.config, list(args.overrides), args.recipe, _training_overrides(args))
+    config = spec.config()
+    settings = _settings(args, config)
+    if args.checkpoint:
+        source = spec.checkpoint(args.checkpoint, settings) if args.config or args.recipe else \
+            model_file(args.checkpoint, settings, args.clip, args.patch_ratio)
+    elif args.model:
+        source = bare_clip(args.model, args.pretrained, settings, args.templates)
+    elif args.protocol in TRAINING and (args.recipe or config.recipe.get("name")):
+        source = None  # trained inside the protocol
+    else:
+        extra = ", or --recipe/--config to train" if args.protocol in TRAINING else ""
+        raise OvarError(f"--protocol {args.protocol}: say what to evaluate: --checkpoint FILE|RUN_DIR "
+                        f"or --model NAME --pretrained TAG{extra}")
+    what = {"model": source.label if source else f"recipe {spec.name(config)}"}
+
+    if args.protocol == "closed":
+        lists = FileLists(_named_lists(args, "closed"))
+        run_ = P.ProtocolRun("closed", args.out, settings, {**what, "lists": args.lists_eval, "classes": args.classes})
+        report = P.run_closed(run_, lists, source)
+    elif args.protocol == "few-shot":
+        if source is not None:
+            raise OvarError("--protocol few-shot trains a model per K: give --recipe/--config, not --checkpoint/--model")
+        if not args.train_list:
+            raise OvarError("--protocol few-shot needs --train-list FILE")
+        _named_lists(args, "few-shot")
+        run_ = P.ProtocolRun("few-shot", args.out, settings,
+                             {**what, "train": args.train_list, "lists": args.lists_eval, "shots": args.shots})
+        report = P.run_few_shot(run_, spec, args.train_list, args.lists_eval, args.classes, args.shots)
+    else:
+        folder = BUNDLED_FOLDER[args.protocol]
+        lists = FolderLists(args.lists) if args.lists else BundledLists(folder)
+        run_ = P.ProtocolRun(args.protocol, args.out, settings, {**what, "lists": lists.describe()})
+        if args.protocol == "cross-dataset":
+            report = P.run_cross(run_, lists, source, args.datasets)
+        elif args.protocol == "half-classes":
+            # Full-class list: bundled cross/<dataset>_full; with --lists, DIR/<dataset>/full.
+            full_lists = lists if args.lists else BundledLists("cross")
+            full_split = (lambda d: f"{d.folder}/full") if args.lists else (lambda d: d.full_split)
+            report = P.run_half(run_, lists, full_lists, full_split, source, args.datasets)
+        else:
+            report = P.run_base2novel(run_, lists, args.datasets, model=source,
+                                      spec=spec if source is None else None, splits=args.splits)
+    print(json.dumps({"report": str(run_.out / "report.md"), "summary": report["summary"]}))
+    return 1 if any(p["failed"] for p in report["parts"]) else 0
+
+
+def _named_lists(args: argparse.Namespace, protocol: str) -> dict[str, tuple[str, str]]:
+    from ..eval.protocols import _unique_names
+
+    if not args.lists_eval or not args.classes:
+        raise OvarError(f"--protocol {protocol} needs --list FILE and --classes FILE")
+    return dict(zip(_unique_names(args.lists_eval), ((path, args.classes) for path in args.lists_eval)))
+
+
+def _training_overrides(args: argparse.Namespace) -> list[str]:
+    extra = []
+    if args.seed is not None:
+        extra += [f"run.seed={args.seed}", f"data.seed={args.seed}"]
+    if args.device:
+        extra.append(f"run.device={args.device}")
+    if args.patch_ratio is not None and (args.config or args.recipe):
+        extra.append(f"recipe.patch_ratio={args.patch_ratio}")  # Open-VCLIP/FROSTER's own option
+    if args.fusion:
+        extra.append(f"eval.fusion={args.fusion}")
+    if args.strict:
+        extra.append("data.strict=true")
+    return extra
+
+
+def _settings(args: argparse.Namespace, config):
+    from pathlib import Path
+
+    from ..eval.protocol_models import EvalSettings, descriptions_by_name
+
+    return EvalSettings(
+        root=Path(args.root), views=args.views or config.eval.views, frames=config.data.frames,
+        sampling=config.data.sampling, fusion=args.fusion,
+        batch_size=args.batch_size or config.data.batch_size,
+        workers=config.data.workers if args.workers is None else args.workers,
+        precision=args.precision or config.run.precision, device=args.device or config.run.device,
+        seed=config.run.seed if args.seed is None else args.seed, strict=args.strict or config.data.strict,
+        descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None)
+
+
+def _run_checkpoint_eval(args: argparse.Namespace) -> int:
+    """``ovar eval --config ... --checkpoint FILE``: the run's evaluation list, metrics as JSON."""
+    from ..train import distributed, evaluate
+    from ..train.checkpoint import load
+    from .train_cmd import _load
+
+    if not args.checkpoint:
+        raise OvarError("give --protocol NAME, or --checkpoint FILE to evaluate a run on its data.val_list")
+    args.overrides = [*args.overrides, *_training_overrides(args)]
+    config, recipe = _load(args)
+    try:
+        state = load(args.checkpoint)
+    except (OSError, RuntimeError) as exc:
+        raise OvarError(f"{args.checkpoint}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+    with distributed.session(config.run.device) as ctx:
+        model = recipe.build_model()
+        model.load_state_dict(state["model"])
+        metrics = evaluate(config, recipe, model.to(ctx.device))
+        if ctx.is_main:
+            print(json.dumps(metrics))
+    return 0
+

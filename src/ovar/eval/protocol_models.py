@@ -1,0 +1,183 @@
+"""What a protocol evaluates: a bare CLIP, a model file, a recipe's checkpoint or a model
+trained inside the protocol, each behind one lazy :class:`ModelSource`.
+
+Lazy because a resumed protocol whose parts are all finished should not load any weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..data.dataset import VideoDataset
+from ..data.records import VideoRecord
+from ..errors import ModelError, OvarError
+from ..models.backbone import ClipBackbone
+from ..video import build_eval_transform, parse_sampling, parse_views
+
+
+@dataclass
+class EvalSettings:
+    """How every part of a protocol is evaluated (from the command line and the config)."""
+
+    root: Path
+    views: str = "1x1"
+    frames: int = 8
+    sampling: str = "segment"
+    fusion: str | None = None
+    batch_size: int = 8
+    workers: int = 4
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    strict: bool = False
+    descriptions: dict[str, str] | None = None  # class name (lower case) -> "Name: description"
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def describe(self, names: Sequence[str]) -> list[str] | None:
+        """Descriptions for ``names`` (a class without one keeps its bare name), or None."""
+        if not self.descriptions:
+            return None
+        return [self.descriptions.get(" ".join(n.lower().split()), n) for n in names]
+
+    def report(self) -> dict[str, Any]:
+        """The settings as the report shows them."""
+        return {"root": str(self.root), **self.identity(), "batch_size": self.batch_size, "workers": self.workers,
+                "precision": self.precision, "device": self.device}
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change scores (a resumed run must match them)."""
+        return {"views": self.views, "frames": self.frames, "sampling": self.sampling, "fusion": self.fusion,
+                "seed": self.seed, "descriptions": bool(self.descriptions)}
+
+
+def descriptions_by_name(path: str | Path) -> dict[str, str]:
+    """A FROSTER-style descriptions file keyed by its (normalised) class names, so that one
+    file serves every class list of a protocol (base, novel, half-class trials)."""
+    from ..text.descriptions import read_descriptions, short_name
+
+    return {" ".join(short_name(t).lower().split()): t for t in read_descriptions(path)}
+
+
+def find_backbone(model: nn.Module) -> ClipBackbone:
+    """The CLIP backbone inside ``model`` (its image size and normalisation shape the input)."""
+    found = next((m for m in model.modules() if isinstance(m, ClipBackbone)), None)
+    if found is None:
+        raise ModelError(f"{type(model).__name__}: no CLIP backbone inside; cannot build its evaluation input")
+    return found
+
+
+def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames: int,
+                 settings: EvalSettings) -> VideoDataset:
+    """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each."""
+    try:
+        views = parse_views(settings.views)
+        sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
+        transform = build_eval_transform(backbone.image_size, crop=views.spatial, mean=backbone.mean,
+                                         std=backbone.std)
+    except ValueError as exc:
+        raise OvarError(f"views/sampling: {exc}") from None
+    return VideoDataset(records, settings.root, sampler, transform, train=False, views=views,
+                        seed=settings.seed, strict=settings.strict)
+
+
+@dataclass
+class Loaded:
+    """A ready scorer and what its input looks like."""
+
+    scorer: Any  # ovar.eval.scorers.ModelScorer | RecipeScorer
+    backbone: ClipBackbone
+    frames: int
+
+
+@dataclass
+class ModelSource:
+    """Builds its scorer on first use and keeps it (class texts are then cached per list)."""
+
+    label: str  # for the report: what was evaluated
+    build: Callable[[], Loaded]
+    _loaded: Loaded | None = field(default=None, repr=False)
+
+    def get(self) -> Loaded:
+        if self._loaded is None:
+            self._loaded = self.build()
+        return self._loaded
+
+    def release(self) -> None:
+        """Drop the model (a protocol that trains several holds one at a time)."""
+        self._loaded = None
+
+
+def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = None) -> Loaded:
+    """A :class:`VideoTextModel` (bare CLIP or model file) scored with free-text classes."""
+    from .scorers import ModelScorer
+
+    model = model.to(settings.torch_device()).eval()
+    scorer = ModelScorer(model, fusion=settings.fusion) if settings.fusion else ModelScorer(model)
+    return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames))
+
+
+def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Loaded:
+    """A recipe's trained model, scored the recipe's way (its views fusion, its classifier)."""
+    from .scorers import RecipeScorer
+
+    model = model.to(settings.torch_device()).eval()
+    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), recipe.config.data.frames)
+
+
+def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:
+    """The frozen CLIP baseline: mean-pooled frame embeddings against class prompts."""
+    def build() -> Loaded:
+        from ..models.zero_shot import load_model
+
+        kwargs = {"templates": templates} if templates else {}
+        model = load_model(name, None if pretrained in (None, "none") else pretrained,
+                           frames=settings.frames, **kwargs)
+        return model_scorer(model, settings, settings.frames)
+
+    return ModelSource(f"CLIP {name} ({pretrained or 'none'}), frozen", build)
+
+
+def model_file(path: str | Path, settings: EvalSettings, clip: str | None = None,
+               patch_ratio: float | None = None) -> ModelSource:
+    """An ovar model file (``ovar train``'s model.pt, ``ovar convert`` output), a run folder,
+    or an original codebase's checkpoint (``clip``: its CLIP file; ``patch_ratio``: patched)."""
+    def build() -> Loaded:
+        from ..models.zero_shot import load_model
+
+        model = load_model(checkpoint=path, clip=clip, patch_ratio=patch_ratio)
+        return model_scorer(model, settings)
+
+    patched = f", patched {patch_ratio}" if patch_ratio is not None else ""
+    return ModelSource(f"model {path}{patched}", build)
+
+
+def recipe_checkpoint(recipe_factory: Callable[[], Any], path: str | Path, settings: EvalSettings) -> ModelSource:
+    """A training checkpoint (epoch_*.pt, final.pt; or a run folder's final.pt) of a recipe."""
+    def build() -> Loaded:
+        from ..train.checkpoint import load
+
+        file = Path(path)
+        if file.is_dir():
+            file = file / "final.pt"
+        try:
+            state = load(file)
+        except (OSError, RuntimeError) as exc:
+            raise OvarError(f"{file}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+        if not isinstance(state, dict) or "model" not in state:
+            raise OvarError(f"{file}: not a training checkpoint (no 'model'); without --config/--recipe "
+                            f"--checkpoint takes an ovar model file")
+        recipe = recipe_factory()
+        model = recipe.build_model()
+        model.load_state_dict(state["model"])
+        return recipe_scorer(recipe, model, settings)
+
+    return ModelSource(f"checkpoint {path}", build)
