@@ -219,3 +219,32 @@ def test_predict_fuses_evl_views_by_scores(tmp_path):
     expected = logits.softmax(-1).mean(0)
     got = {p.label: p.score for p in result.predictions}
     assert [got[n] for n in names] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_folded_cross_attention_equals_projecting_the_memory():
+    """One query over many memory tokens takes the folded path; it must match attention with
+    the memory projected, in value and in every parameter's gradient."""
+    from ovar.models.evl.decoder import CrossAttention
+
+    torch.manual_seed(0)
+    attn = CrossAttention(32, 32, 32, num_heads=4)
+    for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj):
+        torch.nn.init.normal_(linear.bias)  # non-zero biases: the folding must handle them
+    query, memory = torch.randn(3, 1, 32), torch.randn(3, 50, 32)
+
+    def projected() -> torch.Tensor:
+        def heads(x):
+            return x.unflatten(-1, (4, -1)).transpose(1, 2)
+        mixed = F.scaled_dot_product_attention(heads(attn.q_proj(query)), heads(attn.k_proj(memory)),
+                                               heads(attn.v_proj(memory)))
+        return attn.out_proj(mixed.transpose(1, 2).flatten(2))
+
+    expected = projected()
+    expected.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    got = attn(query, memory, memory)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for name, param in attn.named_parameters():
+        torch.testing.assert_close(param.grad, grads[name], atol=1e-4, rtol=1e-4, msg=name)

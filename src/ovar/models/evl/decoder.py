@@ -44,12 +44,37 @@ class CrossAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """(B, Lq, Dq), (B, Lk, Dm), (B, Lk, Dm) -> (B, Lq, Dq)."""
+        if query.shape[1] * self.num_heads < key.shape[-1]:
+            return self.out_proj(self._folded(query, key, value))
+
         def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, heads, L, D/heads)
             return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
         mixed = F.scaled_dot_product_attention(heads(self.q_proj(query)), heads(self.k_proj(key)),
                                                heads(self.v_proj(value)))
         return self.out_proj(mixed.transpose(1, 2).flatten(2))
+
+    def _folded(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The same attention with the key and value projections moved onto the few queries.
+
+        ``q·(W_k m + b_k) = (W_kᵀ q)·m + q·b_k`` (the last term is the same for every memory
+        token, so it does not change the softmax) and ``Σ a (W_v m + b_v) = W_v (Σ a m) + b_v``
+        (the weights sum to 1).  EVL's one query over T x L memory tokens then costs
+        O(T·L·D·heads) instead of O(T·L·D²): the memory is never projected.
+        """
+        heads = self.num_heads
+        q = self.q_proj(query).unflatten(-1, (heads, -1))  # (B, Lq, H, d)
+        w_k = self.k_proj.weight.unflatten(0, (heads, -1))  # (H, d, Dm)
+        w_v = self.v_proj.weight.unflatten(0, (heads, -1))
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        folded = torch.einsum("blhd,hdm->bhlm", q, w_k) * scale  # (B, H, Lq, Dm)
+        # q·b_k shifts every score of a query alike; kept so that the graph is the original's.
+        shift = torch.einsum("blhd,hd->bhl", q, self.k_proj.bias.unflatten(0, (heads, -1))) * scale
+        scores = folded.flatten(1, 2) @ key.transpose(1, 2) + shift.flatten(1, 2).unsqueeze(-1)
+        attn = scores.softmax(dim=-1)  # (B, H*Lq, Lk)
+        context = (attn @ value).unflatten(1, (heads, -1))  # (B, H, Lq, Dm)
+        mixed = torch.einsum("bhlm,hdm->blhd", context, w_v) + self.v_proj.bias.unflatten(0, (heads, -1))
+        return mixed.flatten(2)
 
 
 class DecoderLayer(nn.Module):
