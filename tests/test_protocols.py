@@ -131,6 +131,20 @@ def test_base2novel_trains_per_split_then_resumes_without_training(data, tmp_pat
     assert (out / "plots" / "base_vs_novel.png").read_bytes()[:4] == b"\x89PNG"
     assert "plots/base_vs_novel.png" in (out / "report.md").read_text()
 
+    # A run of the protocol evaluated again from its files: as a model file (run folder) and
+    # as a recipe checkpoint (final.pt); both score split 1's base list as the protocol did.
+    run, b2n = out / "runs" / "ucf101" / "split1", data.lists / "b2n" / "ucf101"
+    closed = ["--protocol", "closed", "--root", str(data.root), "--list", str(b2n / "val.csv"), "--classes",
+              str(b2n / "train_idx2cls.json"), "--workers", "0", "--batch-size", "2"]
+    base_scores = _stored(out / "ucf101" / "split1" / "base")[0]
+    code, _, _ = _eval(capsys, *closed, "--checkpoint", str(run), "--out", str(tmp_path / "file"), "data.frames=4")
+    assert code == 0
+    np.testing.assert_allclose(_stored(tmp_path / "file" / "closed" / "val")[0], base_scores, atol=1e-5)
+    code, _, _ = _eval(capsys, *closed, "--checkpoint", str(run / "final.pt"), "--out", str(tmp_path / "ckpt"),
+                       *TRAIN, f"data.classes={b2n / 'train_idx2cls.json'}")
+    assert code == 0
+    np.testing.assert_allclose(_stored(tmp_path / "ckpt" / "closed" / "val")[0], base_scores, atol=1e-5)
+
     # The same command again: nothing is trained or scored, the report is the same.
     import ovar.train.loop
 
