@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import unit_interval
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..convert import SOURCES
@@ -28,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", default=None, help="evl: class-name file labelling the head's outputs, in order")
     parser.add_argument("--temporal", default=None, choices=TEMPORAL_TYPES,
                         help="open_vclip/froster: temporal attention of the image tower (default expand_temporal_view)")
-    parser.add_argument("--patch-ratio", type=float, default=None, metavar="R",
+    parser.add_argument("--patch-ratio", type=unit_interval, default=None, metavar="R",
                         help="open_vclip/froster: store R*CLIP + (1-R)*checkpoint weights (the released "
                              "Open-VCLIP evaluation uses 0.5; needs --clip)")
     parser.add_argument("--out", required=True, help="the ovar model file to write")

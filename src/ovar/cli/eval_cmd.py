@@ -11,7 +11,7 @@ import argparse
 import json
 
 from ..errors import OvarError
-from .argtypes import non_negative_int, positive_int
+from .argtypes import non_negative_int, positive_int, unit_interval
 
 PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
 TRAINING = ("base2novel", "few-shot")
@@ -25,16 +25,6 @@ def _int_list(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
     return values
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
-    return value
 
 
 def _fusion(text: str) -> str:
@@ -74,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="an ovar model file or `ovar train` run folder; with --config/--recipe a training checkpoint")
     model.add_argument("--clip", metavar="FILE", default=None,
                        help="with an original codebase's --checkpoint: the CLIP file it was trained from")
-    model.add_argument("--patch-ratio", type=_ratio, default=None, metavar="R",
+    model.add_argument("--patch-ratio", type=unit_interval, default=None, metavar="R",
                        help="Open-VCLIP/FROSTER: evaluate R*theta_CLIP + (1-R)*theta (the released evaluation: 0.5)")
     model.add_argument("--model", default=None, help="bare CLIP backbone name, e.g. ViT-B-16 (frozen baseline)")
     model.add_argument("--pretrained", default="openai", help="with --model: open_clip tag, weights file or 'none'")

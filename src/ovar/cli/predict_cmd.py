@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
-from .argtypes import positive_float, positive_int
+from .argtypes import positive_float, positive_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "or a checkpoint of the original ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER code")
     p.add_argument("--clip", metavar="FILE", default=None,
                    help="the original CLIP weights an original checkpoint needs (Text4Vis, EVL, Open-VCLIP)")
-    p.add_argument("--patch-ratio", type=float, default=None, metavar="R",
+    p.add_argument("--patch-ratio", type=unit_interval, default=None, metavar="R",
                    help="Open-VCLIP/FROSTER checkpoint: use R*CLIP + (1-R)*checkpoint weights (needs --clip)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames per clip (default 8, or what a --checkpoint model was trained with)")

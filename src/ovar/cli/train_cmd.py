@@ -7,7 +7,6 @@ and the engine trains with DistributedDataParallel; a plain ``ovar train`` is on
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 
@@ -38,7 +37,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace):
     from ..config import load_config
-    from ..recipes import get_recipe
+    from ..recipes import load_recipe
 
     overrides = list(args.overrides)
     for text in overrides:
@@ -54,15 +53,7 @@ def _load(args: argparse.Namespace):
     name = args.recipe or config.recipe.get("name")
     if not name:
         raise OvarError("no recipe: pass --recipe NAME or set recipe.name in the config")
-    if ":" in name:  # a user's own recipe module registers itself on import
-        module, name = name.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
-    else:
-        importlib.import_module("ovar.recipes.builtin")
-    return config, get_recipe(name)(config)
+    return config, load_recipe(name)(config)
 
 
 def run_train(args: argparse.Namespace) -> int:

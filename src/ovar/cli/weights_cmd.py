@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import OvarError
-from .argtypes import non_negative_int
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
-    return value
+from .argtypes import non_negative_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "a CLIP side is mixed into the other side's CLIP weights only, whose layout is kept.")
     interp.add_argument("a", metavar="A", help="weights weighted by RATIO (e.g. the original CLIP)")
     interp.add_argument("b", metavar="B", help="weights weighted by 1 - RATIO (e.g. the fine-tuned checkpoint)")
-    interp.add_argument("--ratio", type=_ratio, required=True, metavar="R", help="weight of A, in [0, 1]")
+    interp.add_argument("--ratio", type=unit_interval, required=True, metavar="R", help="weight of A, in [0, 1]")
     interp.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     interp.set_defaults(handler=run_interpolate)
 

@@ -10,7 +10,6 @@ retrained; an interrupted one continues from its last checkpoint (``run.resume=a
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,21 +20,6 @@ from ..data.lists import write_list
 from ..data.records import VideoRecord
 from ..errors import OvarError
 from .protocol_models import EvalSettings, ModelSource, recipe_checkpoint, recipe_scorer
-
-
-def load_recipe_class(name: str) -> type:
-    """The recipe registered as ``name``; ``module:name`` imports a user module first."""
-    from ..recipes import get_recipe
-
-    if ":" in name:  # a user's own recipe module registers itself on import
-        module, name = name.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
-    else:
-        importlib.import_module("ovar.recipes.builtin")
-    return get_recipe(name)
 
 
 @dataclass
@@ -60,7 +44,9 @@ class RecipeSpec:
         return name
 
     def build(self, config: Config) -> Any:
-        return load_recipe_class(self.name(config))(config)
+        from ..recipes import load_recipe
+
+        return load_recipe(self.name(config))(config)
 
     def checkpoint(self, path: str | Path, settings: EvalSettings) -> ModelSource:
         """``--checkpoint`` with ``--config/--recipe``: a training checkpoint of this recipe."""

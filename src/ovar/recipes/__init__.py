@@ -1,5 +1,5 @@
 """Training recipes: one module per method, all implementing :class:`Recipe`."""
 
-from .base import ParamGroup, Recipe, get_recipe, list_recipes, register_recipe
+from .base import ParamGroup, Recipe, get_recipe, list_recipes, load_recipe, register_recipe
 
-__all__ = ["ParamGroup", "Recipe", "get_recipe", "list_recipes", "register_recipe"]
+__all__ = ["ParamGroup", "Recipe", "get_recipe", "list_recipes", "load_recipe", "register_recipe"]

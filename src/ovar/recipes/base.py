@@ -127,6 +127,24 @@ def get_recipe(name: str) -> type[Recipe]:
         raise ConfigError(f"unknown recipe {name!r} (known: {known})") from None
 
 
+def load_recipe(name: str) -> type[Recipe]:
+    """The recipe class named ``name``: a built-in one, or ``module:name`` for a user's
+    recipe module (which registers itself on import)."""
+    import importlib
+
+    from ..errors import OvarError
+
+    if ":" in name:
+        module, name = name.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
+    else:
+        importlib.import_module("ovar.recipes.builtin")
+    return get_recipe(name)
+
+
 def list_recipes() -> list[str]:
     """Registered recipe names, sorted."""
     return sorted(_REGISTRY)
