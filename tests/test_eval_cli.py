@@ -115,3 +115,12 @@ def test_patch_ratio_evaluates_the_patched_original(videos, tmp_path):
     with torch.no_grad():
         expected = score_views(model, video, model.classifier(CLASSES), "sum_logits")
     torch.testing.assert_close(patched["scores"], expected, atol=1e-4, rtol=0)
+
+
+def test_bad_options_are_one_line_usage_errors(videos, tmp_path, capsys):
+    for bad, message in ((["--patch-ratio", "1.5"], "expected a number in [0, 1], got '1.5'"),
+                         (["--fusion", "max"], "unknown fusion 'max'")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            _closed(videos, tmp_path / "out", "--model", "tiny", "--pretrained", "none", *bad)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
