@@ -104,6 +104,16 @@ def test_half_classes_and_closed(data, tmp_path, capsys):
     assert printed["summary"]["test"]["top1"] == pytest.approx(100.0 * np.mean(scores.argmax(1) == labels))
     assert printed["summary"]["test"]["top5"] == pytest.approx(top5)
 
+    # A bundled class list by name serves as --classes too (labels index UCF101's 101 classes).
+    from ovar.data import splits
+
+    ucf = splits.class_names("ucf101")
+    listed = tmp_path / "ucf_test.csv"
+    listed.write_text("".join(f"{p},{ucf.index(c)}\n" for c in CLASSES for p in data.videos[c][:1]))
+    code, printed, _ = _eval(capsys, "--protocol", "closed", "--root", str(data.root), "--list", str(listed),
+                             "--classes", "ucf101", "--out", str(tmp_path / "bundled"), *BARE)
+    assert code == 0 and _stored(tmp_path / "bundled" / "closed" / "ucf_test")[0].shape == (len(CLASSES), 101)
+
 
 def test_base2novel_trains_per_split_then_resumes_without_training(data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "b2n"

@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", type=_int_list, default=None, help="base2novel: training splits to run, e.g. 1 or 1,2")
     p.add_argument("--list", dest="lists_eval", action="append", metavar="FILE", default=None,
                    help="closed / few-shot: evaluation list (repeat for several)")
-    p.add_argument("--classes", metavar="FILE", default=None, help="closed / few-shot: class list of --list")
+    p.add_argument("--classes", metavar="FILE|NAME", default=None,
+                   help="closed / few-shot: class list of --list (a file, or a bundled list: k400, ucf101, ...)")
     p.add_argument("--train-list", metavar="FILE", default=None, help="few-shot: the list K-shot subsets are drawn from")
     p.add_argument("--shots", type=_int_list, default=[2, 4, 8, 16], help="few-shot: K values (default 2,4,8,16)")
     model = p.add_argument_group("what is evaluated")

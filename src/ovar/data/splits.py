@@ -24,14 +24,16 @@ release, so :func:`load` returns the names as published and warns about repeated
 from __future__ import annotations
 
 import difflib
+import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import OvarError
-from .labels import parse_class_names
+from .labels import parse_class_names, read_class_names
 from .lists import parse_list
 from .records import VideoRecord
 
@@ -126,6 +128,13 @@ def class_names(dataset: str) -> list[str]:
     names = _read_class_names(lists[key])
     _warn_repeated(names, lists[key])
     return list(names)
+
+
+def read_classes(source: str | os.PathLike) -> list[str]:
+    """A class-list file, or else the name of a bundled class list (``k400``, ``ucf101``...)."""
+    if not Path(source).exists() and str(source) in list_class_lists():
+        return class_names(str(source))
+    return read_class_names(source)
 
 
 # --- discovery -------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class FileLists(ListSource):
     """Lists named on the command line (``--list FILE --classes FILE``): split ``""``, part = name."""
 
     def __init__(self, entries: dict[str, tuple[str | Path, str | Path]]) -> None:
-        self.entries = {name: (Path(lst), Path(cls)) for name, (lst, cls) in entries.items()}
+        self.entries = {name: (Path(lst), cls) for name, (lst, cls) in entries.items()}
 
     def has(self, split: str, part: str) -> bool:
         return part in self.entries
@@ -173,7 +173,7 @@ class FileLists(ListSource):
 
     def read(self, split: str, part: str) -> tuple[str, list[VideoRecord], list[str]]:
         lst, cls = self.entries[part]
-        names = read_class_names(cls)
+        names = splits.read_classes(cls)  # a file, or a bundled list's name (k400, ucf101...)
         return str(lst), read_list(lst, num_classes=len(names)), names
 
     def describe(self) -> str:

@@ -7,7 +7,6 @@ from typing import Sequence
 
 from ..config import Config, ConfigError
 from ..data.dataset import VideoDataset
-from ..data.labels import read_class_names
 from ..data.lists import read_list
 from ..data.subsets import k_shot
 from ..video import build_eval_transform, build_train_transform, parse_sampling, parse_views
@@ -29,16 +28,12 @@ class Augment:
 
 def class_names(config: Config) -> list[str]:
     """``data.classes``: a class-list file, or the name of a bundled list (``k400``, ``ucf101``...)."""
-    from pathlib import Path
-
     from ..data import splits
 
     source = config.data.classes
     if not source:
         raise ConfigError("data.classes: a class list is required (id,name CSV, JSON or one name per line)")
-    if not Path(source).exists() and source in splits.list_class_lists():
-        return splits.class_names(source)
-    return read_class_names(source)
+    return splits.read_classes(source)
 
 
 def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: Sequence[float],
