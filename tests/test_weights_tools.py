@@ -10,8 +10,8 @@ from torch import nn
 
 from ovar.cli import main
 from ovar.errors import ModelError
-from ovar.train.weights import (average_checkpoints, average_state_dicts, checkpoint_id, interpolate_files,
-                                patch_module, patch_towards_clip, select_for_average)
+from ovar.train.interpolation import interpolate_files, patch_module, patch_towards_clip
+from ovar.train.weights import average_checkpoints, average_state_dicts, checkpoint_id, select_for_average
 from reference_set import ReferenceSet
 
 STUDENT = ("model.backbone.clip.", "model.video_encoder.backbone.clip.")  # one CLIP, two names

@@ -60,7 +60,7 @@ def run_average(args: argparse.Namespace) -> int:
 
 def run_interpolate(args: argparse.Namespace) -> int:
     from ..train.checkpoint import save_atomic
-    from ..train.weights import interpolate_files
+    from ..train.interpolation import interpolate_files
 
     payload, info = interpolate_files(args.a, args.b, args.ratio)
     save_atomic(payload, args.out)

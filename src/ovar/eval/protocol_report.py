@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import harmonic_mean, mean_std  # noqa: F401  (the protocols import them from here)
 from .plots import plot_grouped_bars
 
 MAX_LISTED = 50  # videos per list named in report.md (report.json names them all)

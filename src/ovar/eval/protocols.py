@@ -26,7 +26,8 @@ from ..errors import OvarError
 from .protocol_defs import B2N, EvalPart, b2n_datasets, b2n_parts, b2n_train_splits, cross_parts, half_parts
 from .protocol_lists import FileLists, ListSource, PartLists
 from .protocol_models import EvalSettings, ModelSource, eval_dataset
-from .protocol_report import Table, harmonic_mean, mean_std, write_report
+from .metrics import harmonic_mean, mean_std
+from .protocol_report import Table, write_report
 from .protocol_train import RecipeSpec, train_source
 
 RESULT_FILE = "result.json"
