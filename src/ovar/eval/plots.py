@@ -20,9 +20,22 @@ def _pyplot():
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # long tick labels stay inside
     plt.close(fig)
     return path
+
+
+def plot_bars(path: Path, title: str, labels: Sequence[str], values: Sequence[float],
+              errors: Sequence[float] | None = None) -> Path:
+    """Labelled bars of top-1 accuracy, with optional error bars (a std)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(labels) + 2), 3.5))
+    ax.bar(range(len(labels)), values, yerr=errors, capsize=3 if errors else 0, color="#55a868")
+    ax.set_xticks(range(len(labels)), list(labels), rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
 
 
 def plot_per_class(path: Path, class_names: Sequence[str], accuracy: Sequence[float | None]) -> Path:
@@ -36,7 +49,6 @@ def plot_per_class(path: Path, class_names: Sequence[str], accuracy: Sequence[fl
     ax.set_ylim(0, 100)
     ax.set_ylabel("top-1 (%)")
     ax.set_title("per-class accuracy", fontsize=9)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -58,7 +70,6 @@ def plot_confusion(path: Path, class_names: Sequence[str], confusion: Sequence[S
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -74,5 +85,4 @@ def plot_grouped_bars(path: Path, title: str, groups: Sequence[str], series: dic
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .plots import plot_grouped_bars
+from .plots import plot_bars, plot_grouped_bars
 
 MAX_LISTED = 50  # videos per list named in report.md (report.json names them all)
 
@@ -112,24 +112,12 @@ def _write_text(path: Path, text: str) -> None:
 
 def _plots(out: Path, title: str, tables: list[Table], parts: list[dict[str, Any]]) -> list[Path]:
     """A bar chart of top-1 per evaluated list, and one of the main table's numeric columns."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     folder = out / "plots"
-    folder.mkdir(exist_ok=True)
     written = []
     scored = [p for p in parts if p.get("top1") is not None and not math.isnan(p["top1"])]
     if scored:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(scored) + 2), 3.5))
-        ax.bar(range(len(scored)), [p["top1"] for p in scored], color="#4c72b0")
-        ax.set_xticks(range(len(scored)), [p["key"] for p in scored], rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("top-1 (%)")
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{title}: per list", fontsize=9)
-        fig.tight_layout()
-        written.append(_save(fig, folder / "per_list_top1.png"))
+        written.append(plot_bars(folder / "per_list_top1.png", f"{title}: per list", [p["key"] for p in scored],
+                                 [p["top1"] for p in scored]))
     main = tables[0] if tables else None
     if main is not None:
         bars = [(f"{row[0]} {col}", cell) for row in main.rows for col, cell in zip(main.columns[1:], row[1:])
@@ -137,19 +125,5 @@ def _plots(out: Path, title: str, tables: list[Table], parts: list[dict[str, Any
         if bars:
             values = [b[1][0] if isinstance(b[1], tuple) else float(b[1]) for b in bars]
             errors = [b[1][1] if isinstance(b[1], tuple) else 0.0 for b in bars]
-            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(bars) + 2), 3.5))
-            ax.bar(range(len(bars)), values, yerr=errors, capsize=3, color="#55a868")
-            ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=45, ha="right", fontsize=7)
-            ax.set_ylabel("top-1 (%)")
-            ax.set_title(main.title, fontsize=9)
-            fig.tight_layout()
-            written.append(_save(fig, folder / "summary.png"))
+            written.append(plot_bars(folder / "summary.png", main.title, [b[0] for b in bars], values, errors))
     return written
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
