@@ -38,9 +38,9 @@ class EvalSettings:
     descriptions: dict[str, str] | None = None  # class name (lower case) -> "Name: description"
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        from ..train.distributed import resolve_device
+
+        return resolve_device(self.device)
 
     def describe(self, names: Sequence[str]) -> list[str] | None:
         """Descriptions for ``names`` (a class without one keeps its bare name), or None."""
@@ -121,7 +121,7 @@ def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = 
     from .scorers import ModelScorer
 
     model = model.to(settings.torch_device()).eval()
-    scorer = ModelScorer(model, fusion=settings.fusion) if settings.fusion else ModelScorer(model)
+    scorer = ModelScorer(model, fusion=settings.fusion)
     return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames))
 
 

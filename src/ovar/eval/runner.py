@@ -43,17 +43,15 @@ def evaluate_set(scorer: Any, dataset: VideoDataset, class_names: Sequence[str],
     """Score every video of ``dataset`` against ``class_names`` and compute the metrics.
 
     ``scorer`` has ``device``, ``classifier(names, descriptions)`` and ``score(video,
-    classifier)`` (:mod:`ovar.eval.scorers`); it may also be a zero-argument callable
-    returning one, so a resumed evaluation with nothing left to score loads no model.
-    Videos scored before (``resume``) are not scored again.
+    classifier)`` (:mod:`ovar.eval.scorers`).  Videos scored (or found undecodable) before
+    are not scored again when ``resume``.
     """
     folder = Path(folder)
     labels = [r.label for r in dataset.records]
     store = ScoreStore(folder, dataset.paths, labels, class_names, resume=resume)
-    todo = [i for i in range(len(dataset)) if i not in store.done()]
+    done = store.done()
+    todo = [i for i in range(len(dataset)) if i not in done]
     if todo:
-        if callable(scorer) and not hasattr(scorer, "score"):
-            scorer = scorer()
         _score(scorer, _subset(dataset, todo), todo, class_names, store, batch_size, workers, precision,
                descriptions, progress)
     store.finish()

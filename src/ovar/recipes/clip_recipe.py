@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -68,12 +68,6 @@ class ClipVideoRecipe(Recipe):
         from ..eval.views import score_views
 
         return score_views(self.inner(eval_model), video, classifier, fusion or self.fusion_rule())
-
-    @staticmethod
-    def video_views(batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        """Evaluation clips (B, V, T, 3, S, S) flattened to (B*V, T, 3, S, S), and V."""
-        video = batch["video"]
-        return video.flatten(0, 1), video.shape[1]
 
     def finalize(self, model: nn.Module, run_dir: Path) -> None:
         save_model_file(Path(run_dir) / MODEL_FILE, self.inner(model))

@@ -141,15 +141,11 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     # --- evaluation --------------------------------------------------------------------
 
-    def eval_classifier(self, eval_model: nn.Module) -> torch.Tensor:
-        """The training classes' embeddings evaluated against, once per evaluation."""
-        return self.classifier_for(eval_model, self.class_names)
-
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.opts.patch_ratio is not None:
             model = self.patched(model, self.opts.patch_ratio)
         with torch.no_grad():
-            self._eval_classifier = self.eval_classifier(model)
+            self._eval_classifier = self.classifier_for(model, self.class_names)  # once per evaluation
         return model
 
     def patched(self, model: nn.Module, ratio: float) -> nn.Module:
