@@ -175,6 +175,34 @@ def test_sparse_requests_decode_fewer_frames(tmp_path):
         assert reader.frames_decoded - before <= 10 + 10  # at most one GOP to reach 20
 
 
+@pytest.mark.parametrize("suffix", ["avi", "mkv"])
+def test_intra_only_streams_decode_only_the_wanted_frames(tmp_path, suffix):
+    path = make_video(tmp_path / f"mj.{suffix}", num_frames=90, codec="mjpeg", size=(64, 48))
+    expected = decode_all(path)
+    wanted = [5, 16, 27, 38, 49, 60, 71, 82]  # 11 apart: within the seek threshold
+    with open_video(path) as reader:
+        opened = reader.frames_decoded  # frame 0, decoded on open for size and rotation
+        frames = reader.get_frames(wanted)
+        assert reader.frames_decoded - opened == len(wanted)
+        assert indices_of(frames) == wanted
+        for got, i in zip(frames, wanted):
+            assert np.array_equal(got.permute(1, 2, 0).numpy(), expected[i])
+        # Going back, then forward again past frames already skipped.
+        back = [2, 3, 88, 40]
+        before = reader.frames_decoded
+        assert indices_of(reader.get_frames(back)) == back
+        assert reader.frames_decoded - before == len(back)
+
+
+def test_frames_come_back_in_one_channels_last_buffer(tmp_path):
+    path = make_video(tmp_path / "c.mp4", num_frames=12, size=(64, 48))
+    with open_video(path) as reader:
+        frames = reader.get_frames([3, 1, 3])
+    assert frames.shape == (3, 3, 48, 64) and frames.dtype == torch.uint8
+    assert frames.is_contiguous(memory_format=torch.channels_last)
+    assert indices_of(frames) == [3, 1, 3]
+
+
 def test_without_threads_or_seeking_same_frames(tmp_path):
     path = make_video(tmp_path / "t.mp4", num_frames=50, gop=12, bframes=2)
     wanted = [49, 3, 25, 26, 12]

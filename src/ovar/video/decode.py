@@ -19,7 +19,6 @@ from typing import Iterator
 
 import av
 import numpy as np
-import torch
 
 from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
@@ -108,6 +107,7 @@ class PyAVReader(VideoReader):
         self.frames_decoded = 0
         self._closed = False
         self._threads = THREADED_DECODING if threads is None else threads
+        self._intra = False  # every frame a keyframe (MJPEG, ProRes, ...): set by _scan
         self._container = _open_container(self.path)
         try:
             self._stream = self._pick_stream()
@@ -133,7 +133,12 @@ class PyAVReader(VideoReader):
         cc = stream.codec_context
         # Frame threads (slice threads for multi-slice streams): on 2 cores, 10-20% faster
         # on single-slice H.264 (benchmarks/bench_decode.py); "NONE" for comparisons.
-        cc.thread_type = "AUTO" if self._threads else "NONE"
+        # Intra-only streams get slice threads only: frame threading delays each output
+        # by a few packets, and their unwanted packets are never sent to the decoder.
+        if not self._threads:
+            cc.thread_type = "NONE"
+        else:
+            cc.thread_type = "SLICE" if self._intra else "AUTO"
         cc.thread_count = 0  # FFmpeg picks one per core
 
     def _scan(self, fps: float | None) -> VideoInfo:
@@ -181,6 +186,12 @@ class PyAVReader(VideoReader):
         # (corrupt data), not mislabelled.
         self._trust_pts = self._container.format.name != "avi"
         self._skip_ok = usable and self._trust_pts and vs.codec_context.name in SKIP_NONREF_CODECS
+        # Every frame a keyframe: a frame needs only its own packet, so reaching a wanted
+        # frame means demuxing past the others, never decoding them (nor seeking forward).
+        self._intra = usable and len(key_pts) == len(pts)
+        if self._intra:
+            self._trust_pts = True  # no reordering is possible without inter frames
+            self._configure(vs)
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
@@ -273,6 +284,8 @@ class PyAVReader(VideoReader):
             for pkt in itertools.chain(head, packets):
                 if pkt.is_corrupt:
                     continue  # also skipped by _scan; feeding it can lose good frames
+                if self._intra and pkt.pts not in self._wanted_pts:
+                    continue  # an intra frame nothing needs: demuxed, never decoded
                 if self._skip_ok:
                     # The decoder reads skip_frame when the packet is sent (also per
                     # thread with frame threading), so it can change packet by packet.
@@ -336,25 +349,25 @@ class PyAVReader(VideoReader):
         raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {target} of "
                                           f"{self._num_frames} could not be decoded")
 
-    def _to_tensor(self, frame: av.VideoFrame) -> torch.Tensor:
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         w, h = self._raw_size
         # Also converts any pixel format (gray, 10-bit, yuvj...) and a mid-stream size change.
         rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
         if self._rotation:
-            rgb = np.rot90(rgb, k=-self._rotation // 90)  # negative k turns clockwise
-        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+            rgb = np.rot90(rgb, k=-self._rotation // 90)  # a view: copied once by get_frames
+        return rgb
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
         if self._closed:
             raise ValueError(f"{self.path}: reader is closed")
-        return {i: self._to_tensor(frame) for i, frame in self._fetch(indices).items()}
+        return {i: self._to_rgb(frame) for i, frame in self._fetch(indices).items()}
 
     def _fetch(self, indices: list[int]) -> dict[int, av.VideoFrame]:
         try:
             return self._fetch_planned(indices)
         except _PtsMismatch:
             # Timestamps cannot name the decoded frames: decode from the start and count.
-            self._pts_mode = self._skip_ok = False
+            self._pts_mode = self._skip_ok = self._intra = False
             self._keys = [_START]
             self._pos = None
             self._last = None
@@ -366,11 +379,13 @@ class PyAVReader(VideoReader):
             # The frame just decoded is wanted again (e.g. frame 0, decoded on open).
             out[self._last[0]] = self._last[1]
             indices = [i for i in indices if i != self._last[0]]
-        if self._skip_ok:
+        if self._skip_ok or self._intra:
             self._wanted_pts = {self._pts_sorted[i] for i in indices}
             if self._pos is not None and not self._wanted_pts.isdisjoint(self._skippable):
                 self._pos = None  # a wanted frame may have been skipped already: restart
-        for key, target in plan_reads(indices, self._keys, self._pos, self.seek_overhead):
+        # Moving forward through an intra-only stream only demuxes: never worth a seek.
+        overhead = len(self._keys) if self._intra else self.seek_overhead
+        for key, target in plan_reads(indices, self._keys, self._pos, overhead):
             if key is not None:
                 self._seek(key)
             out[target] = self._advance_to(target)

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import VideoDecodeError
@@ -93,12 +92,12 @@ class FrameFolderReader(VideoReader):
         self.info = VideoInfo(path=self.path, num_frames=n, fps=rate, duration=n / rate,
                               width=width, height=height, rotation=0, codec=_CODEC[ext])
 
-    def _load(self, index: int) -> torch.Tensor:
+    def _load(self, index: int) -> np.ndarray:
         path = self._folder / self._names[index]
         # PIL rather than torchvision.io, whose image codecs are deprecated since 0.29.
         try:
             with Image.open(path) as img:
-                rgb = np.array(img.convert("RGB"))  # a writable copy for torch
+                rgb = np.asarray(img.convert("RGB"))
         except FileNotFoundError:
             raise VideoDecodeError(path, "frame image disappeared") from None
         except (OSError, UnidentifiedImageError, ValueError):
@@ -107,7 +106,7 @@ class FrameFolderReader(VideoReader):
         if rgb.shape[:2] != (self.info.height, self.info.width):
             raise VideoDecodeError(path, f"frame size {rgb.shape[1]}x{rgb.shape[0]} differs from "
                                          f"the first frame's {self.info.width}x{self.info.height}")
-        return torch.from_numpy(rgb).permute(2, 0, 1)
+        return rgb
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
         return {i: self._load(i) for i in indices}

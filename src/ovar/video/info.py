@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -62,19 +63,21 @@ class VideoReader:
         wanted = [int(i) for i in indices]
         if any(i < 0 for i in wanted):
             raise ValueError(f"negative frame index in {wanted[:16]}")
-        out = torch.empty((len(wanted), 3, self.info.height, self.info.width), dtype=torch.uint8)
-        if not wanted:
-            return out
-        last = self.info.num_frames - 1
-        clamped = [min(i, last) for i in wanted]
-        unique = sorted(set(clamped))
-        got = self._read(unique)
-        for slot, i in enumerate(clamped):
-            out[slot] = got[i]
-        return out
+        # Frames are filled in as decoded (H, W, 3) into one (N, H, W, 3) buffer and
+        # returned as a (N, 3, H, W) view in channels-last layout: a per-frame HWC->CHW
+        # transposing copy costs ~5x a plain copy at 720p.
+        out = torch.empty((len(wanted), self.info.height, self.info.width, 3), dtype=torch.uint8)
+        if wanted:
+            last = self.info.num_frames - 1
+            clamped = [min(i, last) for i in wanted]
+            got = self._read(sorted(set(clamped)))
+            buffer = out.numpy()  # shares memory with ``out``; takes read-only arrays too
+            for slot, i in enumerate(clamped):
+                buffer[slot] = got[i]
+        return out.permute(0, 3, 1, 2)
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
-        """Decode sorted unique in-range ``indices``; return ``{index: (3, H, W) uint8}``."""
+    def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
+        """Decode sorted unique in-range ``indices``; return ``{index: (H, W, 3) uint8}``."""
         raise NotImplementedError
 
     def close(self) -> None:
