@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from ..errors import VideoDecodeError
@@ -108,6 +109,7 @@ class PyAVReader(VideoReader):
         self._closed = False
         self._threads = THREADED_DECODING if threads is None else threads
         self._intra = False  # every frame a keyframe (MJPEG, ProRes, ...): set by _scan
+        self._reformatter = VideoReformatter()
         self._container = _open_container(self.path)
         try:
             self._stream = self._pick_stream()
@@ -192,6 +194,11 @@ class PyAVReader(VideoReader):
         if self._intra:
             self._trust_pts = True  # no reordering is possible without inter frames
             self._configure(vs)
+        elif not self._trust_pts and len(self._keys) == 1:
+            # Nowhere to seek to: reading means decoding from the start, so count frames
+            # rather than trust synthesised pts, which with packed B-frames fail only after
+            # many frames were decoded (and then decoding restarts).
+            self._pts_mode = False
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
@@ -352,7 +359,9 @@ class PyAVReader(VideoReader):
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         w, h = self._raw_size
         # Also converts any pixel format (gray, 10-bit, yuvj...) and a mid-stream size change.
-        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+        # One reformatter per reader keeps its scaler context: PyAV's to_ndarray builds a
+        # new one per frame (1.0 -> 0.3 ms at 340x256, 15 -> 12 ms at 1080p).
+        rgb = self._reformatter.reformat(frame, w, h, "rgb24").to_ndarray()
         if self._rotation:
             rgb = np.rot90(rgb, k=-self._rotation // 90)  # a view: copied once by get_frames
         return rgb
