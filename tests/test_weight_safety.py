@@ -188,7 +188,8 @@ def _entry_points(clip: Path, ckpt: dict[str, Path], out: Path, video: Path) -> 
                               "--root", str(video.parent), "--out", str(out / "eval"), "--workers", "0",
                               "--list", str(video.parent / "list.txt"), "--classes", str(video.parent / "classes.txt")],
         "eval --checkpoint --clip": ["eval", "--protocol", "closed", "--checkpoint", str(ckpt["open_vclip"]),
-                                     "--clip", str(clip), "--root", str(video.parent), "--out", str(out / "eval_c"), "--workers", "0",
+                                     "--clip", str(clip), "--root", str(video.parent), "--out", str(out / "eval_c"),
+                                     "--workers", "0",
                                      "--list", str(video.parent / "list.txt"),
                                      "--classes", str(video.parent / "classes.txt")],
     }
@@ -223,3 +224,61 @@ def test_no_entry_point_runs_archive_code(entry, crafted, checkpoints, video, tm
 def test_entry_points_read_a_safe_archive(entry, archive, checkpoints, video, tmp_path, capsys):
     argv = _entry_points(archive, checkpoints, tmp_path, video)[entry]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def clip_files(tmp_path_factory, openai_sd, archive) -> dict[str, Path]:
+    """The same CLIP weights as a TorchScript archive, a safetensors file and a torch.save state dict."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("clips")
+    save_file({k: v.contiguous() for k, v in openai_sd.items()}, str(folder / "clip.safetensors"))
+    torch.save(openai_sd, folder / "clip.pt")
+    return {"archive": archive, "safetensors": folder / "clip.safetensors", "state dict": folder / "clip.pt"}
+
+
+@pytest.mark.parametrize("kind", ["archive", "safetensors", "state dict"])
+def test_clip_files_of_every_format_give_the_same_result(kind, clip_files, openai_sd, checkpoints, tmp_path):
+    clip = clip_files[kind]
+    state, openai = read_weights(clip)
+    assert openai and set(state) == {k for k in openai_sd if k not in OPENAI_METADATA_KEYS}
+    # weights interpolate: 0.25 * CLIP + 0.75 * checkpoint, computed here from the tensors
+    assert main(["weights", "interpolate", str(clip), str(checkpoints["open_vclip"]), "--ratio", "0.25",
+                 "--out", str(tmp_path / "mixed.pth")]) == 0
+    mixed = torch.load(tmp_path / "mixed.pth", weights_only=True)["model_state"]
+    tuned = torch.load(checkpoints["open_vclip"], weights_only=True)["model_state"]
+    for key, value in state.items():
+        expected = 0.25 * openai_sd[key] + 0.75 * tuned["model." + key]
+        torch.testing.assert_close(mixed["model." + key], expected, atol=1e-6, rtol=0)
+    # convert --clip: the classifier's text tower comes from the CLIP file, whatever its format
+    assert main(["convert", str(checkpoints["open_vclip"]), "--from", "open_vclip", "--clip", str(clip),
+                 "--out", str(tmp_path / "model.pt")]) == 0
+    from ovar.models.model_file import load_model_file
+
+    clip_model = load_model_file(tmp_path / "model.pt").backbone.clip
+    torch.testing.assert_close(clip_model.token_embedding.weight, openai_sd["token_embedding.weight"], atol=0, rtol=0)
+    torch.testing.assert_close(clip_model.visual.proj, tuned["model.visual.proj"], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRY_POINTS if not e.startswith("eval")])
+def test_entry_points_take_safetensors(entry, clip_files, checkpoints, video, tmp_path, capsys):
+    argv = _entry_points(clip_files["safetensors"], checkpoints, tmp_path, video)[entry]
+    assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_safetensors_is_refused_where_a_checkpoint_is_needed(clip_files, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from ovar.models.zero_shot import load_model
+
+    path = clip_files["safetensors"]
+    with pytest.raises(ModelError, match="safetensors file holds bare weights, not a checkpoint"):
+        load_model(checkpoint=path)
+    for epoch in (2, 3):
+        save_file({"w": torch.full((2,), 0.25 * epoch)}, str(tmp_path / f"checkpoint_epoch_{epoch:05d}.safetensors"))
+    assert main(["weights", "average", str(tmp_path / "checkpoint_epoch_00002.safetensors"),
+                 str(tmp_path / "checkpoint_epoch_00003.safetensors"), "--out", str(tmp_path / "avg.pth")]) == 2
+    assert "bare weights" in capsys.readouterr().err
+    # as CLIP weights, the same file works
+    backbone = load_backbone("tiny", path)
+    assert backbone.image_size == 32

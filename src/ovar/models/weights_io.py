@@ -58,6 +58,9 @@ def load_file(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found")
+    if is_safetensors(path):  # bare tensors: no layout, format or settings a checkpoint carries
+        raise ModelError(f"{path}: a safetensors file holds bare weights, not a {what}; it is taken "
+                         f"where CLIP weights are (--pretrained, --clip, `ovar weights interpolate`)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
