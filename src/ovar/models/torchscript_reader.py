@@ -126,7 +126,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"storage '{member}' holds {len(raw)} bytes, expected {size}")
         if size == 0:
             return torch.empty(0, dtype=dtype)
-        return torch.frombuffer(bytearray(raw[:size]), dtype=dtype)
+        return torch.frombuffer(bytearray(raw if len(raw) == size else raw[:size]), dtype=dtype)
 
 
 def _archive_prefix(names: list[str]) -> str:
