@@ -155,6 +155,23 @@ def test_reader_refuses_the_crafted_archive(crafted):
     assert not marker.exists()
 
 
+def test_edited_data_pickle_reaches_no_function(archive, tmp_path):
+    """An archive whose data.pkl was edited to call a function (here os.system) is refused unread."""
+    import zipfile
+
+    marker = tmp_path / "ran"
+    # Protocol-0 opcodes for os.system("touch <marker>"), written out by hand.
+    payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    edited = tmp_path / "edited.pt"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(edited, "w") as target:
+        for item in source.infolist():
+            data = payload if item.filename.endswith("/data.pkl") else source.read(item.filename)
+            target.writestr(item, data)
+    with pytest.raises(ModelError, match="'os.system', which is not read as data"):
+        read_weights(edited)
+    assert not marker.exists()
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, openai_sd) -> dict[str, Path]:
     """Files the entry points take next to a CLIP file: an Open-VCLIP checkpoint, epoch checkpoints."""
