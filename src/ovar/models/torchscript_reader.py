@@ -38,7 +38,7 @@ _STORAGE_DTYPES = {
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool, "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
 }
-_CLASS_LINE = re.compile(r"^class\s+(\w+)\s*\(")
+_CLASS_LINE = re.compile(r"^class\s+(\w+)\s*(?:\(\s*([\w.]*)\s*\))?\s*:")
 _LIST_LINE = re.compile(r"^\s+(__parameters__|__buffers__)\s*=\s*(\[.*\])\s*$")
 _SETSTATE_LINE = re.compile(r"^\s+def\s+__setstate__\s*\(")
 
@@ -137,8 +137,8 @@ def _archive_prefix(names: list[str]) -> str:
 
 
 def _class_declarations(archive: zipfile.ZipFile, prefix: str) -> dict[str, dict[str, Any]]:
-    """``{qualified class name: {"params": [...], "buffers": [...], "setstate": bool}}``, read
-    line by line from the program text (nothing in it is evaluated but literal name lists)."""
+    """``{qualified class name: {"module": bool, "params": [...], "buffers": [...], "setstate": bool}}``,
+    read line by line from the program text (nothing in it is evaluated but literal name lists)."""
     found: dict[str, dict[str, Any]] = {}
     code = f"{prefix}code/"
     for member in archive.namelist():
@@ -150,7 +150,8 @@ def _class_declarations(archive: zipfile.ZipFile, prefix: str) -> dict[str, dict
             match = _CLASS_LINE.match(line)
             if match:
                 current = found.setdefault(f"{module}.{match.group(1)}",
-                                           {"params": None, "buffers": None, "setstate": False})
+                                           {"module": match.group(2) == "Module", "params": None,
+                                            "buffers": None, "setstate": False})
                 continue
             if current is None:
                 continue
@@ -185,7 +186,8 @@ def _collect(obj: ScriptObject, prefix: str, declarations: dict[str, dict[str, A
         if isinstance(value, torch.Tensor):
             out[prefix + key] = value
     for key, value in state.items():
-        if isinstance(value, ScriptObject):
+        # Submodules only: other script objects (declared without the Module base) hold no weights.
+        if isinstance(value, ScriptObject) and declarations.get(value.qualified_name, {}).get("module", True):
             _collect(value, f"{prefix}{key}.", declarations, out, path, seen)
 
 
