@@ -214,3 +214,80 @@ def test_predict_with_converted_actionclip(tmp_path):
     result = predict(video, labels, model=model, templates="actionclip")
     assert sorted(p.label for p in result.predictions) == sorted(labels)
     assert sum(p.score for p in result.predictions) == pytest.approx(1.0, abs=1e-5)
+
+
+EVL = reference_dir() / "evl"
+needs_evl = pytest.mark.skipif(not (EVL / "checkpoint.pth").is_file(), reason="no EVL reference")
+
+
+@pytest.fixture
+def evl_files(tmp_path, tiny_backbone):
+    """An original-layout EVL checkpoint (decoder width 32, 4 heads) and its CLIP file."""
+    from ovar.models.evl import EVLModel
+
+    torch.manual_seed(0)
+    model = EVLModel(tiny_backbone, class_names=["a", "b", "c"], num_frames=4, num_layers=2, num_heads=4).eval()
+    renames = {"video_encoder.decoder.": "module.decoder.", "head.": "module.proj."}
+    original = {next(new + k[len(old):] for old, new in renames.items() if k.startswith(old)): v
+                for k, v in model.state_dict().items() if k.startswith(tuple(renames))}
+    torch.save({"model": original, "next_step": 1}, tmp_path / "evl.pth")
+    torch.save(_clip_state(tiny_backbone), tmp_path / "clip.pt")
+    return model, tmp_path / "evl.pth", tmp_path / "clip.pt"
+
+
+def test_evl_heads_are_required_when_no_shape_fixes_them(evl_files, tmp_path, capsys):
+    from ovar.cli import main
+
+    model, ckpt, clip = evl_files
+    with pytest.raises(ModelError, match=r"attention heads.*--heads") as info:
+        convert_checkpoint("evl", ckpt, clip=clip)
+    assert str(ckpt) in str(info.value)
+    out = tmp_path / "evl.ovar"
+    assert main(["convert", str(ckpt), "--from", "evl", "--clip", str(clip), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ovar: error: ") and "--heads" in err[0]
+    assert not out.exists()
+    assert main(["convert", str(ckpt), "--from", "evl", "--clip", str(clip), "--heads", "4", "--out", str(out)]) == 0
+    converted = load_model_file(out)
+    assert converted.build_args["num_heads"] == 4
+    clips = torch.randn(2, 4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(clips), model(clips), atol=1e-5, rtol=0)
+    with pytest.raises(SystemExit):  # a head count must be positive (argparse usage error, exit 2)
+        main(["convert", str(ckpt), "--from", "evl", "--clip", str(clip), "--heads", "0", "--out", str(out)])
+
+
+@pytest.mark.parametrize("width, qkv, heads", [(768, 768, 12), (1024, 1024, 16), (768, 512, None), (512, 512, None)])
+def test_evl_heads_of_the_released_presets(width, qkv, heads):
+    from ovar.convert.evl import _arguments
+
+    # Shapes only (meta tensors): the released ViT-B/16 and ViT-L/14 decoders fix the head count.
+    shapes = {"decoder.cls_token": (1, 1, width), "decoder.decoder_layers.0.attn.q_proj.weight": (qkv, width),
+              "decoder.decoder_layers.0.mlp.fc1.weight": (4 * width, width)}
+    state = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    if heads is None:
+        with pytest.raises(ModelError, match="match no released EVL preset"):
+            _arguments(state, "ckpt.pth", None)
+        assert _arguments(state, "ckpt.pth", 8)[1]["num_heads"] == 8
+    else:
+        assert _arguments(state, "ckpt.pth", None)[1]["num_heads"] == heads
+
+
+@needs_evl
+def test_evl_reference_needs_its_head_count():
+    import json
+
+    meta = json.loads((EVL / "meta.json").read_text())
+    heads = meta["decoder"]["num_heads"]
+    with pytest.raises(ModelError, match="--heads"):
+        convert_checkpoint("evl", EVL / "checkpoint.pth", clip=EVL / "clip.pt")
+    inputs = torch.load(EVL / "inputs.pt", weights_only=True)
+    expected = torch.load(EVL / "expected.pt", weights_only=True)["logits"]
+    clips = inputs["video"].transpose(1, 2)
+    with torch.no_grad():
+        right = convert_checkpoint("evl", EVL / "checkpoint.pth", clip=EVL / "clip.pt", num_heads=heads)(clips)
+        # The old default (width / 64) loads without error yet gives other scores: why it is refused.
+        wrong = convert_checkpoint("evl", EVL / "checkpoint.pth", clip=EVL / "clip.pt",
+                                   num_heads=meta["decoder"]["width"] // 64)(clips)
+    torch.testing.assert_close(right, expected, atol=1e-4, rtol=0)
+    assert (wrong - expected).abs().max() > 1e-3

@@ -192,9 +192,10 @@ def test_converter_reads_sizes_from_the_checkpoint(tiny_backbone, tmp_path):
     with pytest.raises(ModelError, match="no backbone"):
         convert_checkpoint("evl", tmp_path / "checkpoint.pth")
     with pytest.raises(ModelError, match="class names"):
-        convert_checkpoint("evl", tmp_path / "checkpoint.pth", clip=tmp_path / "clip.pt", class_names=["a"])
+        convert_checkpoint("evl", tmp_path / "checkpoint.pth", clip=tmp_path / "clip.pt", num_heads=4,
+                           class_names=["a"])
     with pytest.raises(ModelError, match="8 frames"):
-        convert_checkpoint("evl", tmp_path / "checkpoint.pth", clip=tmp_path / "clip.pt", frames=4)
+        convert_checkpoint("evl", tmp_path / "checkpoint.pth", clip=tmp_path / "clip.pt", num_heads=4, frames=4)
 
 
 def test_predict_fuses_evl_views_by_scores(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import unit_interval
+from .argtypes import positive_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fusion-weights", default=None,
                         help="actionclip: take fusion_model_state_dict from this file instead")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip the model expects")
-    parser.add_argument("--heads", type=int, default=None,
-                        help="evl: decoder attention heads (not stored in the checkpoint; default width/64)")
+    parser.add_argument("--heads", type=positive_int, default=None,
+                        help="evl: decoder attention heads (no shape records them; known for EVL's released "
+                             "ViT-B/16 and ViT-L/14 decoders, required otherwise)")
     parser.add_argument("--labels", default=None, help="evl: class-name file labelling the head's outputs, in order")
     parser.add_argument("--temporal", default=None, choices=TEMPORAL_TYPES,
                         help="open_vclip/froster: temporal attention of the image tower (default expand_temporal_view)")

@@ -2,8 +2,9 @@
 
 The original checkpoint holds no backbone (it is frozen and kept out of the state dict),
 so the CLIP file the model was trained on is required. Every size is read from the
-tensors; only the decoder's head count is not recoverable from shapes (default: 64-wide
-heads, as in EVL's ViT-B/L presets).
+tensors. The decoder's head count is not recorded by any shape: it is taken from EVL's
+released presets when the decoder matches one (width 768: 12 heads, 1024: 16), and must be
+given otherwise (a wrong count loads without error but changes every score).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..models.weights_io import load_exact, read_weights
 from .actionclip import PathLike, build_backbone, read_checkpoint, section, strip_prefix
 
 _PREFIXES = {"decoder.": "video_encoder.decoder.", "proj.": "head."}
+# EVL's released decoders: {width (= qkv dim): attention heads} (ViT-B/16, ViT-L/14).
+_PRESET_HEADS = {768: 12, 1024: 16}
 
 
 def convert_evl(checkpoint: PathLike, clip: PathLike | None, *, num_heads: int | None = None,
@@ -27,6 +30,8 @@ def convert_evl(checkpoint: PathLike, clip: PathLike | None, *, num_heads: int |
     ``class_names`` label the head rows (default ``class_0``, ``class_1``, ...). ``frames``
     is read from the temporal position embedding; pass it only for checkpoints without one.
     """
+    if num_heads is not None and num_heads < 1:
+        raise ModelError(f"the decoder needs at least one attention head, got {num_heads}")
     if clip is None:
         raise ModelError(f"{checkpoint}: EVL checkpoints hold no backbone; pass the original CLIP weights with --clip")
     state = strip_prefix(section(read_checkpoint(checkpoint), "model", checkpoint), "module.")
@@ -64,6 +69,15 @@ def convert_evl(checkpoint: PathLike, clip: PathLike | None, *, num_heads: int |
     return model.eval()
 
 
+def _preset_heads(width: int, qkv_dim: int, checkpoint: PathLike) -> int:
+    """The head count of EVL's released decoder of this size; refused for any other size."""
+    if qkv_dim == width and width in _PRESET_HEADS:
+        return _PRESET_HEADS[width]
+    raise ModelError(f"{checkpoint}: cannot tell the decoder's attention heads from the checkpoint (width "
+                     f"{width}, qkv width {qkv_dim} match no released EVL preset); give them when converting: "
+                     f"`ovar convert --from evl --heads N` (num_heads=N)")
+
+
 def _arguments(state: dict[str, torch.Tensor], checkpoint: PathLike, num_heads: int | None) -> tuple[int, dict]:
     """The decoder width and EVLModel arguments, from tensor shapes and which optional modules exist."""
     layers = sorted({int(k.split(".")[2]) for k in state if k.startswith("decoder.decoder_layers.")})
@@ -73,7 +87,7 @@ def _arguments(state: dict[str, torch.Tensor], checkpoint: PathLike, num_heads: 
     qkv_dim = int(state["decoder.decoder_layers.0.attn.q_proj.weight"].shape[0])
     hidden = int(state["decoder.decoder_layers.0.mlp.fc1.weight"].shape[0])
     pos = state.get("decoder.temporal_pos_embed.0")
-    heads = num_heads or max(1, width // 64)
+    heads = num_heads or _preset_heads(width, qkv_dim, checkpoint)
     if qkv_dim % heads:
         raise ModelError(f"{checkpoint}: decoder qkv width {qkv_dim} is not divisible by {heads} heads")
     return width, {

@@ -1,13 +1,12 @@
 """Reading CLIP weight files safely, and inferring a CLIP architecture from its tensors.
 
-Supported files: OpenAI's TorchScript archives (read for their tensors only), plain or
-wrapped state dicts saved with ``torch.save`` (read with ``weights_only=True``) and
-safetensors files.
+Supported files: OpenAI's TorchScript archives (read as data for their tensors only, never
+loaded as a program: :mod:`ovar.models.torchscript_reader`), plain or wrapped state dicts
+saved with ``torch.save`` (read with ``weights_only=True``) and safetensors files.
 """
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .torchscript_reader import read_torchscript
 
 # Integer scalars that OpenAI's files carry next to the weights.
 OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -40,12 +40,27 @@ def is_torchscript_archive(path: Path) -> bool:
         return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
 
 
+def is_safetensors(path: Path) -> bool:
+    """True for a ``.safetensors`` file (by name; such files hold tensors and strings only)."""
+    return path.suffix == ".safetensors"
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, on the CPU."""
+    from safetensors.torch import load_file as load_safetensors
+
+    return load_safetensors(str(path), device="cpu")
+
+
 def load_file(path: str | Path, what: str) -> Any:
     """``torch.load(weights_only=True)`` of ``path``; a missing or unreadable file is a
     one-line :class:`ModelError` naming the file (``what`` says what it should be)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found")
+    if is_safetensors(path):  # bare tensors: no layout, format or settings a checkpoint carries
+        raise ModelError(f"{path}: a safetensors file holds bare weights, not a {what}; it is taken "
+                         f"where CLIP weights are (--pretrained, --clip, `ovar weights interpolate`)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
@@ -84,15 +99,11 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
         raise ModelError(f"{path}: weights file is empty (0 bytes)")
     openai_file = False
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path), device="cpu")
+        if is_safetensors(path):
+            obj: Any = read_safetensors(path)
         elif is_torchscript_archive(path):
-            # The TorchScript program is never run: only its parameters and buffers are kept.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # jit.load is deprecated, still the reader
-                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            # The TorchScript program is never run: its parameters and buffers are read as data.
+            obj = read_torchscript(path)
             openai_file = True
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
