@@ -26,14 +26,15 @@ _TEXT_ATTRIBUTES = ("context_length", "vocab_size", "text_pool_type", "text_eos_
 
 def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]], structure: str = "") -> str:
     """Hex digest of named tensors (sorted by name: names, shapes, dtypes, bytes) and ``structure``."""
-    digest = hashlib.blake2b(digest_size=16)
+    # SHA-256 runs on the SHA extensions of current x86 and ARM CPUs: about twice BLAKE2b's speed there.
+    digest = hashlib.sha256()
     digest.update(structure.encode())
     for name, tensor in sorted(tensors, key=lambda item: item[0]):
         value = tensor.detach()
         digest.update(f"\0{name}:{tuple(value.shape)}:{value.dtype}\0".encode())
         # Reinterpreted as bytes, so bf16/bool/any dtype hash alike; numpy hands hashlib the buffer without a copy.
         digest.update(value.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    return digest.hexdigest()[:32]
 
 
 def _named_tensors(module: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
