@@ -191,9 +191,10 @@ def test_digests_cover_weights_and_structure():
     assert module_digest(backbone.clip.visual) != module_digest(twin.clip.visual)  # same weights, other activation
     assert text_tower_digest(backbone.clip) != text_tower_digest(twin.clip)
     assert backbone.fingerprint == load_backbone("tiny", "none").fingerprint
+    before = backbone.fingerprint
     with torch.no_grad():
         backbone.clip.positional_embedding.data.mul_(1.25)  # through .data: no version counter sees it
-    assert backbone.fingerprint != twin.fingerprint and backbone.fingerprint != load_backbone("tiny", "none").fingerprint
+    assert backbone.fingerprint != before
 
 
 # --- EVL's frozen-feature cache --------------------------------------------------------------
