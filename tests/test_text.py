@@ -106,7 +106,7 @@ def test_cache_key_follows_weights(tiny_backbone, tmp_path):
     try:
         with torch.no_grad():
             tiny_backbone.clip.ln_final.bias.add_(0.5)
-        assert tiny_backbone.refresh_fingerprint() != old
+        assert tiny_backbone.fingerprint != old
         changed = build_classifier(tiny_backbone, NAMES, "plain", cache=cache)
         assert cache.misses == 2
         assert torch.allclose(changed, build_classifier(tiny_backbone, NAMES, "plain", cache=False))
@@ -114,7 +114,6 @@ def test_cache_key_follows_weights(tiny_backbone, tmp_path):
     finally:
         with torch.no_grad():
             tiny_backbone.clip.ln_final.bias.sub_(0.5)
-        tiny_backbone.fingerprint = old
 
 
 def test_damaged_cache_entry_is_recomputed(tiny_backbone, tmp_path):

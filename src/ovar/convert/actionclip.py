@@ -66,9 +66,7 @@ def build_backbone(clip_state: dict[str, torch.Tensor], path: PathLike) -> ClipB
     if "logit_scale" in state:
         state["logit_scale"] = state["logit_scale"].reshape(clip.logit_scale.shape)
     load_exact(clip, state, path, "CLIP")
-    backbone = ClipBackbone(clip, name=arch_name(config), pretrained=str(path), fingerprint="")
-    backbone.refresh_fingerprint()
-    return backbone.eval()
+    return ClipBackbone(clip, name=arch_name(config), pretrained=str(path)).eval()
 
 
 def infer_fusion(fusion_state: dict[str, torch.Tensor]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .content_hash import text_tower_digest
 from .weights_io import infer_clip_config, is_openai_layout, load_exact, read_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -38,17 +38,16 @@ def list_pretrained(name: str) -> list[str]:
 class ClipBackbone(nn.Module):
     """An open_clip CLIP model with the metadata ovar needs around it.
 
-    ``fingerprint`` identifies the weights (used as the text-embedding cache key); code
-    that changes the weights in place calls :meth:`refresh_fingerprint`.
+    ``fingerprint`` is a digest of the text tower's current weights (the text-embedding
+    cache key), recomputed on every read so it can never describe other weights.
     """
 
-    def __init__(self, clip: nn.Module, *, name: str, pretrained: str, fingerprint: str,
+    def __init__(self, clip: nn.Module, *, name: str, pretrained: str,
                  mean: tuple[float, ...] = OPENAI_MEAN, std: tuple[float, ...] = OPENAI_STD) -> None:
         super().__init__()
         self.clip = clip
         self.name = name
         self.pretrained = pretrained
-        self.fingerprint = fingerprint
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=clip.context_length)
@@ -82,15 +81,11 @@ class ClipBackbone(nn.Module):
         """(N, context) token ids -> (N, E) unnormalised embeddings."""
         return self.clip.encode_text(tokens)
 
-    def refresh_fingerprint(self) -> str:
-        """Recompute the fingerprint from the text tower's current values."""
-        digest = hashlib.blake2b(digest_size=16)
-        for key, tensor in self.clip.state_dict().items():
-            if not key.startswith("visual."):
-                digest.update(key.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        self.fingerprint = f"{self.name}:content:{digest.hexdigest()}"
-        return self.fingerprint
+    @property
+    def fingerprint(self) -> str:
+        """Digest of the text tower's weights and structure, computed now (not memoised:
+        weights change in place during training, patching and loading)."""
+        return f"text:{text_tower_digest(self.clip)}"
 
 
 def load_backbone(name: str = "ViT-B-16", pretrained: str | os.PathLike | None = "openai", *,
@@ -110,7 +105,7 @@ def load_backbone(name: str = "ViT-B-16", pretrained: str | os.PathLike | None =
     spec = "none" if pretrained is None else str(pretrained)
     if spec.lower() == "none":
         clip = _random_model(name, quick_gelu)
-        backbone = ClipBackbone(clip, name=name, pretrained="none", fingerprint=f"{name}:none:seed0")
+        backbone = ClipBackbone(clip, name=name, pretrained="none")
     elif Path(spec).expanduser().is_file():
         backbone = _from_file(name, Path(spec).expanduser().resolve(), quick_gelu)
     elif _looks_like_path(spec):
@@ -156,9 +151,7 @@ def _from_file(name: str, path: Path, quick_gelu: bool | None) -> ClipBackbone:
     else:
         clip = _create(name, use_quick_gelu)
     _load_strict(clip, state_dict, path)
-    stat = path.stat()
-    fingerprint = f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{int(use_quick_gelu)}"
-    return ClipBackbone(clip, name=name, pretrained=str(path), fingerprint=fingerprint)
+    return ClipBackbone(clip, name=name, pretrained=str(path))
 
 
 def _load_strict(clip: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
@@ -182,7 +175,7 @@ def _from_tag(name: str, tag: str, quick_gelu: bool | None, cache_dir: str | Non
     state_dict, _ = read_weights(path)
     clip = _create(name, use_quick_gelu)
     _load_strict(clip, state_dict, Path(path))
-    return ClipBackbone(clip, name=name, pretrained=tag, fingerprint=f"{name}:{tag}",
+    return ClipBackbone(clip, name=name, pretrained=tag,
                         mean=tuple(cfg.get("mean", OPENAI_MEAN)), std=tuple(cfg.get("std", OPENAI_STD)))
 
 

@@ -3,7 +3,7 @@
 Layout (version 1)::
 
     {"format": "ovar-model", "version": 1, "kind": "actionclip" | "text4vis" | ...,
-     "backbone": {"name", "config" (open_clip CLIP kwargs), "quick_gelu", "fingerprint", "mean", "std"},
+     "backbone": {"name", "config" (open_clip CLIP kwargs), "quick_gelu", "mean", "std"},
      "args": {typed constructor arguments of the kind's model class},
      "state_dict": {...}}
 
@@ -73,7 +73,7 @@ def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
     payload = {
         "format": FORMAT, "version": VERSION, "kind": kind,
         "backbone": {"name": backbone.name, "config": config, "quick_gelu": quick_gelu,
-                     "fingerprint": backbone.fingerprint, "mean": list(backbone.mean), "std": list(backbone.std)},
+                     "mean": list(backbone.mean), "std": list(backbone.std)},
         "args": args,
         "state_dict": state,
     }
@@ -99,7 +99,8 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         spec, kind, args, state = payload["backbone"], payload["kind"], payload["args"], payload["state_dict"]
         clip = open_clip.model.CLIP(**spec["config"])
-        backbone = ClipBackbone(clip, name=spec["name"], pretrained=str(path), fingerprint=spec["fingerprint"],
+        # A "fingerprint" entry in older files is ignored: cache keys are digests of the loaded weights.
+        backbone = ClipBackbone(clip, name=spec["name"], pretrained=str(path),
                                 mean=tuple(spec.get("mean", OPENAI_MEAN)), std=tuple(spec.get("std", OPENAI_STD)))
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{path}: malformed model file (missing or bad {exc})") from exc

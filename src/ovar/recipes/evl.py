@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
 from .base import ParamGroup, register_recipe
@@ -124,6 +125,7 @@ class EVLRecipe(ClipVideoRecipe):
             raise ConfigError("recipe.cache.views must be >= 1 and recipe.fixed_views >= 0")
         self._model: EVLModel | None = None
         self._train_set: FixedViewDataset | None = None
+        self._key_checked = False
 
     def augment(self) -> Augment:
         return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
@@ -184,7 +186,22 @@ class EVLRecipe(ClipVideoRecipe):
     def cache(self) -> FeatureCache | None:
         return self._train_set.cache if self._train_set is not None else None
 
+    def _check_cache_key(self) -> None:
+        """Before the cache is first used: its key must still describe the frozen image tower.
+
+        The key is taken when the model and dataset are built; ``run.resume`` loads a
+        checkpoint after that, and features of other weights must be neither read nor stored.
+        """
+        cache = self.cache
+        if cache is None or self._key_checked:
+            return
+        if weights_fingerprint(self._model.video_encoder.backbone.visual) != cache.key["backbone"]:
+            raise ModelError("EVL's frozen image tower no longer has the weights the feature cache was opened "
+                             "for (a run.resume checkpoint from another backbone?); set recipe.cache.enabled=false")
+        self._key_checked = True
+
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        self._check_cache_key()
         video = batch["video"]
         if video.dim() == 2:  # packed features read from the cache
             packed = video

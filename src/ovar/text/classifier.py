@@ -25,8 +25,10 @@ def default_cache_dir() -> Path:
 
 
 class TextEmbeddingCache:
-    """Classifier matrices keyed by (weights fingerprint, class texts, templates).
+    """Classifier matrices keyed by (weights fingerprint, class texts, templates, descriptions).
 
+    The fingerprint is :attr:`ClipBackbone.fingerprint`, a digest of the text tower's
+    current weights, so two models share an entry only when they encode text identically.
     Kept in memory for the process and on disk (``<cache_dir>/text/<key>.pt``) so a
     repeated run with the same labels encodes no text. ``hits``/``misses`` count lookups.
     """
@@ -56,12 +58,12 @@ class TextEmbeddingCache:
                 self._memory[key] = found
         if found is None:
             self.misses += 1
-        else:
-            self.hits += 1
-        return found
+            return None
+        self.hits += 1
+        return found.clone()  # a caller editing its result must not edit the entry
 
     def put(self, key: str, value: torch.Tensor) -> None:
-        value = value.detach().cpu()
+        value = value.detach().cpu().clone()
         self._memory[key] = value
         if not self.disk:
             return

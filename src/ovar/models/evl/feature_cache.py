@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..content_hash import module_digest
 from .backbone import BlockFeatures
 
 _DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -64,12 +65,8 @@ class FeatureLayout:
 
 
 def weights_fingerprint(module: nn.Module) -> str:
-    """A digest of ``module``'s parameters and buffers (names, shapes and values)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in module.state_dict().items():
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """A digest of ``module``'s parameters and buffers (names, shapes, dtypes, values) and structure."""
+    return module_digest(module)
 
 
 def cache_key(parts: dict[str, Any]) -> str:
