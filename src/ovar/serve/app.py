@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
@@ -158,6 +159,8 @@ def create_app(service: ClassifyService, *, root: str | os.PathLike | None = Non
             return _error(exc.status, str(exc))
         except OvarError as exc:  # labels, templates: the user's input
             return _error(400, str(exc))
+        except ClientDisconnect:  # the client left mid-upload; nobody reads this answer
+            return _error(400, "client disconnected")
         finally:
             service.release()
             if upload is not None:
