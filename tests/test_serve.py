@@ -24,6 +24,8 @@ import ovar  # noqa: E402
 from ovar.cli import main  # noqa: E402
 from videogen import make_video, shared_videos_dir  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real server process per module, and a real browser
+
 LABELS = ["surfing water", "skiing", "playing guitar", "dancing ballet", "juggling balls"]
 SPORTS = ["archery", "rowing", "surfing water"]
 QUEUE = 4
