@@ -7,6 +7,7 @@ status 2; a batch in which some videos failed exits with status 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Sequence
 
@@ -44,8 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after start-up)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _show_library_logs() -> None:
+    """ovar's own INFO messages on stderr as ``ovar: ...`` lines (other libraries' untouched)."""
+    logger = logging.getLogger("ovar")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("ovar: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _show_library_logs()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or EXIT_OK)

@@ -79,7 +79,7 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike) -> Path:
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "ovar-model", "kind": payload["kind"]})
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / CARD_FILE).write_text(model_card(config, sum(t.numel() for t in tensors.values())), encoding="utf-8")
-    log.info("exported %s to %s", model_path, out)
+    log.debug("exported %s to %s", model_path, out)
     return out
 
 

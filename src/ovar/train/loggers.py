@@ -120,7 +120,7 @@ def build_loggers(config: Config, run_dir: str | Path, *, enabled: bool = True) 
                 backends.append(TensorBoardBackend(run_dir))
             elif name == "wandb":
                 backends.append(WandbBackend(run_dir, config))
-            log.info("logging training metrics to %s", name)
+            log.debug("logging training metrics to %s", name)
     return RunLoggers(run_dir, backends, enabled=enabled)
 
 
