@@ -144,3 +144,24 @@ def test_version_is_defined_once(capsys):
         assert version("ovar") == ovar.__version__  # pyproject reads the same attribute
     except PackageNotFoundError:
         pytest.skip("ovar is not installed as a distribution here")
+
+
+@pytest.mark.slow
+def test_serve_an_exported_model(run, exported, tmp_path):
+    """`ovar serve --pretrained EXPORTED`: the trained model's answers, its classes as a label set."""
+    pytest.importorskip("fastapi", reason="ovar serve needs the serve extra (fastapi)")
+    httpx = pytest.importorskip("httpx", reason="the server test talks HTTP with httpx")
+    from serve_process import running_server
+
+    expected = _scores(load_model(checkpoint=run[0]), run[1])
+    with running_server(["--pretrained", str(exported), "--root", str(run[1].parent)], tmp_path / "server.log",
+                        tmp_path / "cache") as base:
+        models = httpx.get(f"{base}/v1/models", timeout=60).json()["models"]
+        answer = httpx.post(f"{base}/v1/classify", data={"path": run[1].name, "labels": ", ".join(LABELS),
+                                                         "views": "2x1"}, timeout=120)
+        named = httpx.post(f"{base}/v1/classify", data={"path": run[1].name, "label_set": "model"}, timeout=120)
+    assert models[0]["kind"] == "text4vis" and models[0]["label_sets"] == {"model": CLASSES}
+    assert answer.status_code == 200, answer.text
+    got = {p["label"]: p["score"] for p in answer.json()[0]["predictions"]}
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert sorted(p["label"] for p in named.json()[0]["predictions"]) == sorted(CLASSES)

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,11 +15,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi", reason="ovar serve needs the serve extra (fastapi)")
-pytest.importorskip("multipart", reason="ovar serve needs the serve extra (python-multipart)")
+pytest.importorskip("python_multipart", reason="ovar serve needs the serve extra (python-multipart)")
 httpx = pytest.importorskip("httpx", reason="the server tests talk HTTP with httpx")
 
 import ovar  # noqa: E402
 from ovar.cli import main  # noqa: E402
+from serve_process import running_server  # noqa: E402
 from videogen import make_video, shared_videos_dir  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a real server process per module, and a real browser
@@ -30,12 +29,6 @@ LABELS = ["surfing water", "skiing", "playing guitar", "dancing ballet", "juggli
 SPORTS = ["archery", "rowing", "surfing water"]
 QUEUE = 4
 TIMEOUT = 120.0  # seconds, for any one request
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +55,12 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(root, tmp_path_factory):
     """Base URL of a running `ovar serve` (tiny random-weight model); always stopped after."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve-log") / "server.log"
-    env = {**os.environ, "OVAR_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "ovar", "serve", "--model", "tiny", "--pretrained", "none",
-           "--root", str(root), "--label-set", f"sports={root.parent / 'sports.txt'}", "--port", str(port),
-           "--max-batch", "8", "--batch-wait-ms", "300", "--max-concurrency", "2", "--queue-size", str(QUEUE),
-           "--max-upload-mb", "1", "--log-level", "warning"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ovar serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"ovar serve did not answer within 240 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    args = ["--model", "tiny", "--pretrained", "none", "--root", str(root),
+            "--label-set", f"sports={root.parent / 'sports.txt'}", "--max-batch", "8", "--batch-wait-ms", "300",
+            "--max-concurrency", "2", "--queue-size", str(QUEUE), "--max-upload-mb", "1"]
+    with running_server(args, tmp_path_factory.mktemp("serve-log") / "server.log",
+                        tmp_path_factory.mktemp("cache")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

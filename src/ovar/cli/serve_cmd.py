@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart: form uploads)
+        import python_multipart  # noqa: F401  (form uploads)
         import uvicorn
     except ImportError as exc:
         raise OvarError(f"ovar serve needs the serve extra ({exc.name} is missing): pip install 'ovar[serve]'") from None
