@@ -195,4 +195,4 @@ def _shown(video: str, path: str, display: str) -> str:
     """A found video's name as the client named it: ``display`` in place of the ``path`` prefix."""
     if video == path:
         return display
-    return os.path.join(display, os.path.relpath(video, path))
+    return os.path.normpath(os.path.join(display, os.path.relpath(video, path)))
