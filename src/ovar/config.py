@@ -104,6 +104,20 @@ class RunConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Where training metrics go besides ``metrics.jsonl`` (see :mod:`ovar.train.loggers`)."""
+
+    loggers: list[str] = field(default_factory=lambda: ["csv"])  # csv, tensorboard, wandb
+    wandb_project: str = "ovar"
+
+    def __post_init__(self) -> None:
+        known = ("csv", "tensorboard", "wandb")
+        for name in self.loggers:
+            if name not in known:
+                raise ConfigError(f"train.loggers: unknown logger {name!r} (known: {', '.join(known)})")
+
+
+@dataclass
 class Config:
     """A complete, resolved configuration."""
 
@@ -113,6 +127,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

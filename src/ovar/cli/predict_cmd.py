@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="labels to show per video (default 5 for text, all for json/csv)")
     p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default 16)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="inference precision (default auto: fp16 on a GPU, fp32 on CPU; fp16 needs a GPU)")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: automatic)")
     p.add_argument("--segments", type=positive_float, default=None, metavar="SECONDS",
                    help="also classify consecutive windows of this many seconds")
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     results = predict(paths if batch else paths[0], labels, model=model, frames=args.frames,
                       sampling=args.sampling, views=args.views, templates=args.templates,
                       descriptions=args.descriptions, top_k=top_k, batch_size=args.batch_size,
-                      segments=args.segments, workers=args.workers, progress=True)
+                      segments=args.segments, workers=args.workers, progress=True, precision=args.precision)
     results = results if isinstance(results, list) else [results]
     _write(results, args)
     failed = [r for r in results if r.error is not None]
@@ -91,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
 def _check_device(device: str | None) -> str:
     import torch
 
-    if device is None:
+    if device is None or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OvarError(f"--device {device}: CUDA is not available on this machine")
     if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise OvarError(f"--device {device}: expected cpu, cuda or cuda:N")
+        raise OvarError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
     return device
 
 

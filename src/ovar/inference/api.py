@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..errors import LabelError, VideoDecodeError
+from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
 from ..video import build_eval_transform, parse_sampling, parse_views
@@ -26,7 +26,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             templates: str | Sequence[str] | None = None, descriptions: str | os.PathLike | None = None,
             top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
             segments: float | None = None, workers: int | None = None,
-            progress: bool = False) -> VideoPrediction | list[VideoPrediction]:
+            progress: bool = False, precision: str = "auto") -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -35,7 +35,9 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``model`` is a loaded model or a backbone name (loaded with ``pretrained``).
     ``labels`` may be omitted when ``descriptions`` (a ``{"0": "Name: text"}`` file) is given.
     ``segments=S`` also classifies consecutive S-second windows of each video.
+    ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
     """
+    inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
     single_input = isinstance(videos, (str, os.PathLike))
     paths, batch = expand_inputs([videos] if single_input else videos)
@@ -53,8 +55,9 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
 
     requests, failures = _requests(paths, segments)
     dataset = ClipDataset(requests, sampler, temporal, spatial, transform)
+    autocast = inference_autocast(precision, model.device)
     probabilities = _score(model, dataset, classifier, batch_size, _workers(workers, len(requests)),
-                           progress and len(requests) > 1)
+                           progress and len(requests) > 1, autocast)
     results = _assemble(paths, requests, probabilities, failures, names, top_k, segments is not None)
     if single_input and not batch:
         if results[0].error is not None:
@@ -105,13 +108,13 @@ def _requests(paths: list[str], segments: float | None) -> tuple[list[ClipReques
 
 @torch.no_grad()
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
-           workers: int, progress: bool) -> dict[int, torch.Tensor | str]:
+           workers: int, progress: bool, autocast=None) -> dict[int, torch.Tensor | str]:
     """Request index -> class probabilities (C,), or the decode error message."""
     loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.views_per_item), num_workers=workers,
                         collate_fn=collate_items, pin_memory=model.device.type == "cuda",
                         persistent_workers=False)
     device = model.device
-    autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+    autocast = autocast if autocast is not None else inference_autocast("auto", device)
     out: dict[int, torch.Tensor | str] = {}
     # None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
     bar = tqdm(total=len(dataset), unit="clip", desc="predict", disable=None if progress else True, leave=False)
@@ -127,15 +130,38 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
             offset = 0
             for item in good:
                 count = item["clips"].shape[0]
-                views = embeddings[offset:offset + count].float()
-                if model.view_fusion == "scores":
-                    out[item["index"]] = model.probabilities(views, classifier).mean(dim=0).cpu()
-                else:  # average the views' embeddings, then score once
-                    out[item["index"]] = model.probabilities(views.mean(dim=0, keepdim=True), classifier)[0].cpu()
+                out[item["index"]] = view_probabilities(model, embeddings[offset:offset + count], classifier)
                 offset += count
         bar.update(len(items))
     bar.close()
     return out
+
+
+def view_probabilities(model: VideoTextModel, views: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """(C,) class probabilities of one video from its (V, E) view embeddings, fused the model's way."""
+    views = views.float()
+    if model.view_fusion == "scores":
+        return model.probabilities(views, classifier).mean(dim=0).cpu()
+    # average the views' embeddings, then score once
+    return model.probabilities(views.mean(dim=0, keepdim=True), classifier)[0].cpu()
+
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def inference_autocast(precision: str, device: torch.device | None):
+    """The autocast context for ``precision`` on ``device`` (None: decided once the model's device is known)."""
+    if precision not in PRECISIONS:
+        raise OvarError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if device is None:
+        return None
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise OvarError("--precision fp16 needs a GPU (use fp32 or bf16 on CPU)")
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
 def _assemble(paths, requests, probabilities, failures, names, top_k, with_segments) -> list[VideoPrediction]:

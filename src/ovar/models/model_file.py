@@ -96,6 +96,12 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     if payload["version"] > VERSION:
         raise ModelError(f"{path}: model file version {payload['version']} is newer than this ovar "
                          f"supports ({VERSION})")
+    return model_from_payload(payload, path, device)
+
+
+def model_from_payload(payload: dict[str, Any], path: Path, device: str | torch.device = "cpu") -> VideoTextModel:
+    """Rebuild a model from the parts of a model file (``path`` names it in errors); an
+    exported folder (:mod:`ovar.models.export`) holds the same parts in other files."""
     try:
         spec, kind, args, state = payload["backbone"], payload["kind"], payload["args"], payload["state_dict"]
         clip = open_clip.model.CLIP(**spec["config"])

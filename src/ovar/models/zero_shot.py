@@ -85,7 +85,9 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
     recognised, or named with ``source``), converted on the fly; ``clip`` is the original
     CLIP file some of them need, and ``patch_ratio`` patches Open-VCLIP/FROSTER weights
     towards it; ``convert_options`` go to :func:`ovar.convert.convert_checkpoint` (e.g. EVL's
-    ``num_heads`` and ``class_names``). Otherwise the frozen-CLIP zero-shot model on backbone
+    ``num_heads`` and ``class_names``); a folder written by ``ovar export`` works too.
+    ``pretrained`` naming such a folder, or ``hf-hub:org/name`` (a Hub repository holding
+    one), loads that whole model. Otherwise the frozen-CLIP zero-shot model on backbone
     ``name`` with weights ``pretrained``.
     """
     if checkpoint is not None:
@@ -93,6 +95,10 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
                                 source=source, patch_ratio=patch_ratio, options=convert_options)
     if convert_options:
         raise TypeError(f"unexpected arguments without a checkpoint: {', '.join(convert_options)}")
+    from .export import is_model_reference
+
+    if is_model_reference(pretrained):  # an exported folder or hf-hub:org/name: the whole model
+        return _with_defaults(_load_exported(str(pretrained), device), frames, templates)
     backbone = load_backbone(name, pretrained, device=device, quick_gelu=quick_gelu)
     return VideoTextModel(backbone, frames=frames or 8, templates=templates or "open_vclip").eval()
 
@@ -102,6 +108,12 @@ def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, pat
     from .model_file import is_model_file, load_model_file
     from .weights_io import load_file
 
+    from .export import is_exported_folder
+
+    if path.is_dir() and is_exported_folder(path):
+        if patch_ratio is not None or clip is not None or options or source is not None:
+            raise ModelError(f"{path}: an exported ovar model takes no CLIP file, patch ratio or source")
+        return _with_defaults(_load_exported(str(path), device), frames, templates)
     if path.is_dir():
         path = path / "model.pt"
         if not path.is_file():
@@ -124,3 +136,18 @@ def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, pat
                              f"(pass the source, or convert it with `ovar convert --from ...`)")
     options = {"frames": frames, "templates": templates, "patch_ratio": patch_ratio, **options}
     return convert_checkpoint(source, path, clip=clip, **options).to(device).eval()
+
+
+def _load_exported(spec: str, device) -> VideoTextModel:
+    from .export import load_exported
+
+    return load_exported(spec, device=device)
+
+
+def _with_defaults(model: VideoTextModel, frames: int | None, templates) -> VideoTextModel:
+    """``frames``/``templates`` given by the caller override what the model was saved with."""
+    if frames is not None:
+        model.frames = frames
+    if templates is not None:
+        model.templates = templates
+    return model.eval()

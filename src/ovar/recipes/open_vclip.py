@@ -12,6 +12,7 @@ interpolated, so extra trainable modules are fine, in one process or many.
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from ..train.running_average import RunningAverage
 from .base import ParamGroup, register_recipe
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe
 from .video_data import Augment
+
+log = logging.getLogger(__name__)
 
 CLIP_PREFIX = "backbone.clip."  # the CLIP inside an OpenVCLIPModel
 AVERAGE_FILE = "weight_average.pt"
@@ -183,6 +186,6 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
             with torch.no_grad():
                 for name, value in mean.items():
                     params[name].copy_(value.to(params[name].device, params[name].dtype))
-            print(f"averaged the weights of epochs {', '.join(map(str, average.epochs()))}")
+            log.info("averaged the weights of epochs %s", ", ".join(map(str, average.epochs())))
         exported = self.patched(model, self.opts.patch_ratio) if self.opts.patch_ratio is not None else model
         save_model_file(Path(run_dir) / MODEL_FILE, self.inner(exported))

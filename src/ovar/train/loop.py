@@ -34,6 +34,7 @@ from ..recipes.base import Recipe
 from . import distributed
 from .checkpoint import CheckpointDir, load, rng_state, save_atomic, set_rng_state
 from .distributed import DistContext
+from .loggers import build_loggers
 from .logging import MetricsLogger, progress, set_postfix
 from .optim import Schedule, build_optimizer
 
@@ -124,7 +125,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     precision = resolve_precision(config.run.precision, ctx.device)
     if ctx.is_main:
         save_resolved(config, run_dir)
-    logger = MetricsLogger(run_dir, enabled=ctx.is_main)
+    logger = build_loggers(config, run_dir, enabled=ctx.is_main)
 
     seed_everything(config.run.seed)  # the same initial weights on every rank
     model = recipe.build_model().to(ctx.device)
