@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +25,8 @@ import torch
 from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
+
+logger = logging.getLogger(__name__)
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
@@ -184,6 +187,7 @@ class PyAVReader(VideoReader):
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
+        declared = int(vs.frames or 0) or None  # 0: the container does not say (MKV, WebM)
         measured = fps_from_timestamps(pts, vs.time_base) if usable else None  # type: ignore
         rate = fps or choose_fps([vs.average_rate, vs.guessed_rate, vs.base_rate], measured)
         codec = vs.codec_context.name
@@ -200,9 +204,12 @@ class PyAVReader(VideoReader):
         w, h = self._raw_size
         if self._rotation in (90, 270):
             w, h = h, w
-        return VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
+        info = VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
                          duration=self._num_frames / float(rate), width=w, height=h,
-                         rotation=self._rotation, codec=codec)
+                         rotation=self._rotation, codec=codec, declared_frames=declared)
+        if info.truncated:
+            logger.warning("%s: %s", self.path, info.truncation_warning())
+        return info
 
     # ---- positioning ---------------------------------------------------------------
 
