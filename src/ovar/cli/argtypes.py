@@ -134,3 +134,31 @@ def output_dir(text: str) -> str:
     else:
         _check_creatable(path, text)
     return text
+
+
+def checkpoint(text: str) -> str:
+    """A checkpoint file or run folder; a file that is a cut-off zip archive is refused now, before any work.
+
+    PyTorch's files are zip archives whose directory sits at the end, so a truncated copy
+    is recognisable without reading it through. Missing paths pass: the command reports them.
+    """
+    path = Path(text)
+    if not path.is_file():
+        return text
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}': cannot read ({exc.strerror})") from None
+    if magic == b"PK\x03\x04":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            raise argparse.ArgumentTypeError(f"'{text}' is damaged or truncated (its zip archive has no "
+                                             f"readable directory)") from None
+    elif path.stat().st_size == 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is empty")
+    return text

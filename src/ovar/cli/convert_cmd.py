@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import new_file, unit_interval
+from .argtypes import checkpoint, new_file, unit_interval
 
 # Spelled out here so that building the parser imports no torch (`ovar --help` stays fast);
 # tests/test_user_errors.py checks they equal ovar.convert.SOURCES and the models' names.
@@ -16,7 +16,7 @@ TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER checkpoint "
                                             "to an ovar model file")
-    parser.add_argument("checkpoint", help="the checkpoint file written by the original code")
+    parser.add_argument("checkpoint", type=checkpoint, help="the checkpoint file written by the original code")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="which code wrote it")
     parser.add_argument("--clip", default=None,
                         help="original CLIP weights (required for text4vis: its text tower; evl: its image tower; "

@@ -11,7 +11,7 @@ import argparse
 import json
 
 from ..errors import OvarError
-from .argtypes import non_negative_int, positive_int, unit_interval
+from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
 
 PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
 TRAINING = ("base2novel", "few-shot")
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "config's data.val_list.")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None, help="the protocol to run")
     p.add_argument("--root", metavar="DIR", help="dataset root that list paths are relative to")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", type=output_dir, metavar="DIR", default=None,
                    help="output folder (protocols: scores, runs, report; without --protocol: run.out_dir)")
     p.add_argument("--lists", metavar="DIR", default=None,
                    help="lists folder laid out like the bundled splits/<protocol> (default: the bundled lists)")
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-list", metavar="FILE", default=None, help="few-shot: the list K-shot subsets are drawn from")
     p.add_argument("--shots", type=_int_list, default=[2, 4, 8, 16], help="few-shot: K values (default 2,4,8,16)")
     model = p.add_argument_group("what is evaluated")
-    model.add_argument("--checkpoint", metavar="FILE|RUN_DIR", default=None,
+    model.add_argument("--checkpoint", type=checkpoint, metavar="FILE|RUN_DIR", default=None,
                        help="an ovar model file or `ovar train` run folder; with --config/--recipe a training checkpoint")
     model.add_argument("--clip", metavar="FILE", default=None,
                        help="with an original codebase's --checkpoint: the CLIP file it was trained from")
@@ -73,14 +73,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--config", metavar="FILE", default=None, help="recipe config (YAML differences from defaults)")
     model.add_argument("--recipe", default=None, help="recipe name, or 'module:name' for a user module")
     how = p.add_argument_group("how")
-    how.add_argument("--views", default=None, help="temporal clips x spatial crops, e.g. 3x1 (default: eval.views, 1x1)")
+    how.add_argument("--views", type=views, default=None, help="temporal clips x spatial crops, e.g. 3x1 (default: eval.views, 1x1)")
     how.add_argument("--fusion", type=_fusion, default=None,
                      help="view fusion: features, mean_softmax, sum_logits, mean_logits (default: the method's own)")
     how.add_argument("--batch-size", type=positive_int, default=None, help="videos per batch (default: data.batch_size)")
     how.add_argument("--workers", type=non_negative_int, default=None, help="decoding workers (default: data.workers)")
     how.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                      help="mixed precision on GPU (default: run.precision, auto)")
-    how.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: run.device, auto)")
+    how.add_argument("--device", type=device, default=None,
+                     help="auto, cpu, cuda, cuda:N or mps (default: run.device, auto)")
     how.add_argument("--descriptions", metavar="FILE", default=None,
                      help='class descriptions JSON {"0": "Name: description"}, matched to classes by name')
     how.add_argument("--seed", type=non_negative_int, default=None, help="seed of K-shot draws, training, clips")
@@ -90,6 +91,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device is not None:  # an absent GPU is a usage error before any work
+        from ..devices import resolve_device
+
+        resolve_device(args.device)
     if args.protocol is None:
         return _run_checkpoint_eval(args)
     from ..eval import protocols as P
@@ -118,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.protocol == "closed":
         lists = FileLists(_named_lists(args, "closed"))
+        for part in lists.parts(""):  # a missing or malformed list stops before the output folder exists
+            lists.read("", part)
         run_ = P.ProtocolRun("closed", args.out, settings, {**what, "lists": args.lists_eval, "classes": args.classes})
         report = P.run_closed(run_, lists, source)
     elif args.protocol == "few-shot":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
-from .argtypes import device, finite_positive_float, new_file, non_negative_int, output_file, positive_int
+from .argtypes import checkpoint, device, finite_positive_float, new_file, non_negative_int, output_file, positive_int
 from .argtypes import sampling, unit_interval, views
 
 
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16", help="backbone name (see `ovar models`; default ViT-B-16)")
     p.add_argument("--pretrained", default="openai",
                    help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
-    p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", default=None,
+    p.add_argument("--checkpoint", type=checkpoint, metavar="RUN_DIR_OR_FILE", default=None,
                    help="a trained model: an `ovar train` run folder, a file from `ovar train`/`ovar convert`, "
                         "or a checkpoint of the original ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER code")
     p.add_argument("--clip", metavar="FILE", default=None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -25,8 +24,6 @@ import torch
 from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
-
-logger = logging.getLogger(__name__)
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
@@ -207,9 +204,7 @@ class PyAVReader(VideoReader):
         info = VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
                          duration=self._num_frames / float(rate), width=w, height=h,
                          rotation=self._rotation, codec=codec, declared_frames=declared)
-        if info.truncated:
-            logger.warning("%s: %s", self.path, info.truncation_warning())
-        return info
+        return info  # a truncated file is flagged (info.truncated); callers decide how to report it
 
     # ---- positioning ---------------------------------------------------------------
 
