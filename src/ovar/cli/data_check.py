@@ -36,6 +36,8 @@ def add_check_parser(data_sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=float, default=None,
                         help="frame rate to assume for every video (frame folders default to 30)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept list paths that lead outside --root (absolute, or climbing out with ..)")
     parser.set_defaults(handler=run)
 
 
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     names = read_class_names(args.classes) if args.classes else None
     records = read_list(args.list, fmt=args.format, num_classes=len(names) if names else None)
     report = check_videos(records, args.root, workers=args.workers, frames=args.frames, fps=args.fps,
-                          class_names=names, progress=not args.no_progress)
+                          class_names=names, progress=not args.no_progress,
+                          allow_outside_root=args.allow_outside_root)
     print(report.format(), file=out)
     if args.write_clean:
         clean = report.clean_records

@@ -86,6 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help='class descriptions JSON {"0": "Name: description"}, matched to classes by name')
     how.add_argument("--seed", type=non_negative_int, default=None, help="seed of K-shot draws, training, clips")
     how.add_argument("--strict", action="store_true", help="stop at the first undecodable video")
+    how.add_argument("--allow-outside-root", action="store_true",
+                     help="accept list paths that lead outside --root (absolute, or climbing out with ..)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="configuration overrides, e.g. data.frames=16")
     p.set_defaults(handler=run)
 
@@ -189,7 +191,8 @@ def _settings(args: argparse.Namespace, config):
         workers=config.data.workers if args.workers is None else args.workers,
         precision=args.precision or config.run.precision, device=args.device or config.run.device,
         seed=config.run.seed if args.seed is None else args.seed, strict=args.strict or config.data.strict,
-        descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None)
+        descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None,
+        allow_outside_root=args.allow_outside_root)
 
 
 def _run_checkpoint_eval(args: argparse.Namespace) -> int:

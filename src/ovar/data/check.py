@@ -197,12 +197,12 @@ class CheckReport:
 
 def check_videos(records: Sequence[VideoRecord], root: str | Path | None, *, workers: int | None = None,
                  frames: int = 8, fps: float | None = None, class_names: Sequence[str] | None = None,
-                 progress: bool = True, probe: Probe = probe_video) -> CheckReport:
+                 progress: bool = True, probe: Probe = probe_video, allow_outside_root: bool = False) -> CheckReport:
     """Probe the video of every record (paths under ``root``) with ``workers`` processes."""
     if frames < 1:
         raise ValueError(f"frames must be positive, got {frames}")
     workers = default_workers() if workers is None else workers
-    paths = [str(resolve(r, root)) for r in records]
+    paths = [str(resolve(r, root, allow_outside=allow_outside_root)) for r in records]
     unique = list(dict.fromkeys(paths))  # a path listed twice is read once
     found = dict(zip(unique, probe_all(unique, workers=min(workers, len(unique)), frames=frames, fps=fps,
                                        progress=progress, probe=probe)))
