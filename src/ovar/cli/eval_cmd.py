@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..errors import OvarError
 from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
@@ -152,8 +153,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = P.run_base2novel(run_, lists, args.datasets, model=source,
                                       spec=spec if source is None else None, splits=args.splits)
-    print(json.dumps({"report": str(run_.out / "report.md"), "summary": report["summary"]}))
-    return 1 if any(p["failed"] for p in report["parts"]) else 0
+    print(json.dumps({"report": str(run_.out / "report.md"), "summary": report["summary"],
+                      "scored": report.get("scored", {})}))
+    # Numbers over fewer videos than listed are not the protocol's numbers: say so in the status.
+    incomplete = any(p["failed"] or p["missing"] for p in report["parts"]) or report["failures"]["missing"]
+    if incomplete:
+        print("ovar: not every listed video was scored (see 'Videos scored' in the report)", file=sys.stderr)
+    return 1 if incomplete else 0
 
 
 def _named_lists(args: argparse.Namespace, protocol: str) -> dict[str, tuple[str, str]]:
