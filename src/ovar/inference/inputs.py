@@ -31,7 +31,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike], *, missing_ok: bool = Fals
                 videos.append(str(path))
                 continue
             raise VideoDecodeError(path, "file not found")
-        if path.is_file() or is_frame_folder(path):
+        if not path.is_dir() or is_frame_folder(path):  # files, and pipes or devices holding a video
             videos.append(str(path))
             continue
         batch = True
