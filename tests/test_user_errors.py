@@ -229,3 +229,19 @@ def test_parser_choices_match_the_library():
     assert convert_cmd.SOURCES == SOURCES
     assert convert_cmd.FUSION_TYPES == FUSION_TYPES
     assert convert_cmd.TEMPORAL_TYPES == TEMPORAL_TYPES
+
+
+def test_one_device_resolver_for_every_command():
+    from ovar.devices import DeviceError, check_device_name, resolve_device
+    from ovar.train.distributed import resolve_device as engine_resolve
+
+    expected_auto = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    assert resolve_device("auto") == resolve_device(None) == engine_resolve("auto") == expected_auto
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    assert [check_device_name(n) for n in ("cuda", "cuda:3", "Mps")] == ["cuda", "cuda:3", "mps"]
+    for bad in ("tpu", "cuda:", "cuda:-1", "gpu0", "cpu:0", ""):
+        with pytest.raises(DeviceError, match="expected auto, cpu, cuda, cuda:N or mps"):
+            check_device_name(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            engine_resolve("cuda", local_rank=1)

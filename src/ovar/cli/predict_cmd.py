@@ -117,18 +117,21 @@ def _gather_paths(raw: list[str]) -> tuple[list[str], bool]:
     from ..inference.inputs import read_path_list
 
     paths: list[str] = []
-    listed = False
+    listed = stdin_read = False
     for item in raw:
-        if item == "-" or (item.startswith("@") and len(item) > 1):
-            if item == "-" and listed == "stdin":
+        if item == "-":
+            if stdin_read:
                 raise OvarError("'-' (standard input) given twice")
-            paths.extend(read_path_list(item if item == "-" else item[1:]))
-            listed = "stdin" if item == "-" else (listed or True)
-            continue
-        if not Path(item).exists():
+            paths.extend(read_path_list("-"))
+            listed = stdin_read = True
+        elif item.startswith("@") and len(item) > 1:  # a file really named '@x' is passed as ./@x
+            paths.extend(read_path_list(item[1:]))
+            listed = True
+        elif not Path(item).exists():
             raise VideoDecodeError(item, "file not found")
-        paths.append(item)
-    return paths, bool(listed)
+        else:
+            paths.append(item)
+    return paths, listed
 
 
 class _Stream:
