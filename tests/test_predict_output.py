@@ -156,3 +156,13 @@ def test_killed_jsonl_run_keeps_finished_lines(clips, tmp_path):
     lines = target.read_text().splitlines()
     assert [json.loads(line)["video"] for line in lines] == [str(clips / "a.mp4"), str(clips / "broken.mp4")]
     assert json.loads(lines[0])["predictions"] and json.loads(lines[1])["error"]
+
+
+def test_data_check_lists_a_truncated_video_as_damaged(capsys, clips, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("cut.mp4 0\nwhole.mp4 1\n")
+    code, out, _ = run(capsys, "data", "check", listing, "--root", clips, "--workers", "0", "--no-progress")
+    assert code == 0 and "2 videos checked: 2 ok, 0 failed" in out
+    section = out.split("readable but damaged videos (1):\n", 1)[1].splitlines()
+    assert section[0].startswith(f"{clips / 'cut.mp4'}: truncated: only ") and "of the 90 frames" in section[0]
+    assert "whole.mp4" not in out.split("readable but damaged", 1)[1]

@@ -42,6 +42,7 @@ class VideoCheck:
     width: int = 0
     height: int = 0
     codec: str = ""
+    warning: str = ""  # readable but damaged, e.g. truncated (fewer frames than declared)
 
 
 def default_workers() -> int:
@@ -62,7 +63,7 @@ def probe_video(path: str, frames: int = 8, fps: float | None = None) -> VideoCh
     if clip.shape[0] != frames or clip.numel() == 0:
         return VideoCheck(path, False, f"decoded frames have shape {tuple(clip.shape)}")
     return VideoCheck(path, True, "", info.num_frames, info.fps, info.duration, info.width,
-                      info.height, info.codec)
+                      info.height, info.codec, getattr(info, "truncation_warning", lambda: None)() or "")
 
 
 Probe = Callable[[str, int, "float | None"], VideoCheck]
@@ -189,6 +190,10 @@ class CheckReport:
                 lines.append(f"  {title:<14}" + " / ".join(fmt.format(v) for v in _stats(values)))
             codecs = Counter(r.codec for r in ok)
             lines.append("  codecs        " + ", ".join(f"{c} ({n})" for c, n in codecs.most_common()))
+        damaged = [r for r in ok if r.warning]
+        if damaged:
+            lines += ["", f"readable but damaged videos ({len(damaged)}):"]
+            lines += [f"{r.path}: {r.warning}" for r in damaged]
         if bad:
             lines += ["", f"failed videos ({len(bad)}):"]
             lines += [f"{r.path}: {r.reason}" for r in bad]
