@@ -36,7 +36,8 @@ def inputs(tmp_path_factory) -> Path:
     data = (base / "whole.pt").read_bytes()
     (base / "damaged.pt").write_bytes(data[: len(data) // 2])
     (base / "empty_list.txt").write_text("# nothing here\n\n")
-    (base / "ab.txt").write_text("a\nb\n")
+    (base / "sub").mkdir()
+    (base / "outside.csv").write_text("../clip.mp4,0\n")
     return base
 
 
@@ -87,7 +88,22 @@ CASES = [
     ("predict-list-missing", ["predict", "@{in}/gone.txt", "--labels", "a, b", *TINY], "gone.txt"),
     ("predict-list-empty", ["predict", "@{in}/empty_list.txt", "--labels", "a, b", *TINY], "empty_list.txt"),
     ("predict-templates-missing", _predict("--templates", "{in}/gone_templates.txt"), "gone_templates"),
+    ("predict-model-unknown", ["predict", "{in}/clip.mp4", "--labels", "a, b", "--model", "ViT-Z-99",
+                               "--pretrained", "none"], "ViT-Z-99"),
+    ("predict-clip-without-checkpoint", _predict("--clip", "{in}/whole.pt"), "--clip"),
+    ("predict-stdin-twice", ["predict", "-", "-", "--labels", "a, b", *TINY], "'-'"),
     # eval
+    ("eval-splits", _eval(*TINY, "--splits", "0"), "--splits"),
+    ("eval-seed", _eval(*TINY, "--seed", "-1"), "--seed"),
+    ("eval-patch-ratio", _eval(*TINY, "--patch-ratio", "2"), "--patch-ratio"),
+    ("eval-descriptions-missing", _eval(*TINY, "--descriptions", "{in}/gone.json"), "gone.json"),
+    ("eval-lists-missing", ["eval", "--protocol", "cross-dataset", "--root", "{in}", "--lists", "{in}/gone_dir",
+                            "--out", "{tmp}/eval", *TINY], "gone_dir"),
+    ("eval-train-list-missing", ["eval", "--protocol", "few-shot", "--root", "{in}", "--train-list", "{in}/gone.csv",
+                                 "--list", "{in}/test.csv", "--classes", "{in}/classes.txt", "--out", "{tmp}/eval",
+                                 *TRAIN], "gone.csv"),
+    ("eval-recipe-unknown", ["eval", "--checkpoint", "{in}/whole.pt", "--recipe", "nope"], "nope"),
+    ("eval-config-missing", ["eval", "--checkpoint", "{in}/whole.pt", "--config", "{in}/gone.yaml"], "gone.yaml"),
     ("eval-out-is-file", _eval(*TINY, "--out", "{in}/a_file.txt"), "--out"),
     ("eval-out-under-file", _eval(*TINY, "--out", "{in}/a_file.txt/sub"), "a_file.txt"),
     ("eval-device-tpu", _eval(*TINY, "--device", "tpu"), "tpu"),
@@ -118,6 +134,19 @@ CASES = [
     ("convert-patch-ratio", ["convert", "{in}/whole.pt", "--from", "open_vclip", "--patch-ratio", "-0.5",
                              "--out", "{tmp}/m.pt"], "--patch-ratio"),
     ("convert-missing", ["convert", "{in}/gone.pt", "--from", "actionclip", "--out", "{tmp}/m.pt"], "gone.pt"),
+    ("convert-frames", ["convert", "{in}/whole.pt", "--from", "actionclip", "--frames", "0", "--out", "{tmp}/m.pt"],
+     "--frames"),
+    ("convert-fusion", ["convert", "{in}/whole.pt", "--from", "actionclip", "--fusion", "GRU", "--out", "{tmp}/m.pt"],
+     "--fusion"),
+    ("convert-temporal", ["convert", "{in}/whole.pt", "--from", "froster", "--temporal", "x", "--out", "{tmp}/m.pt"],
+     "--temporal"),
+    ("convert-damaged", ["convert", "{in}/damaged.pt", "--from", "actionclip", "--out", "{tmp}/m.pt"], "damaged.pt"),
+    ("convert-labels-missing", ["convert", "{in}/whole.pt", "--from", "evl", "--labels", "{in}/gone.txt",
+                                "--out", "{tmp}/m.pt"], "gone.txt"),
+    ("weights-to-before-from", ["weights", "average", "{in}/whole.pt", "--from-epoch", "3", "--to-epoch", "2",
+                                "--out", "{tmp}/w.pt"], "--to-epoch"),
+    ("weights-b-missing", ["weights", "interpolate", "--ratio", "0.25", "{in}/whole.pt", "{in}/gone.pt",
+                           "--out", "{tmp}/w.pt"], "gone.pt"),
     ("weights-average-out-folder", ["weights", "average", "{in}/whole.pt", "--out", "{tmp}"], "folder"),
     ("weights-interpolate-out-folder", ["weights", "interpolate", "--ratio", "0.25", "{in}/whole.pt",
                                         "{in}/whole.pt", "--out", "{tmp}"], "folder"),
@@ -132,6 +161,13 @@ CASES = [
     ("data-check-frames", ["data", "check", "{in}/test.csv", "--frames", "0"], "--frames"),
     ("data-check-list-missing", ["data", "check", "{in}/gone.csv"], "gone.csv"),
     ("data-check-root-missing", ["data", "check", "{in}/test.csv", "--root", "{in}/nowhere"], "nowhere"),
+    ("data-check-fps", ["data", "check", "{in}/test.csv", "--fps", "-5"], "--fps"),
+    ("data-check-format", ["data", "check", "{in}/test.csv", "--format", "tsv"], "--format"),
+    ("data-check-classes-missing", ["data", "check", "{in}/test.csv", "--classes", "{in}/gone.txt"], "gone.txt"),
+    ("data-check-write-clean-folder", ["data", "check", "{in}/test.csv", "--root", "{in}", "--write-clean", "{tmp}"],
+     "--write-clean"),
+    ("data-check-outside-root", ["data", "check", "{in}/outside.csv", "--root", "{in}/sub"], "outside the data root"),
+    ("data-splits-no-match", ["data", "splits", "zzz-nothing"], "zzz-nothing"),
     ("data-splits-format", ["data", "splits", "--format", "xml"], "--format"),
     ("models-unknown-option", ["models", "--colour"], "--colour"),
     ("no-command", ["frobnicate"], "frobnicate"),

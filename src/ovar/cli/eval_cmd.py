@@ -135,7 +135,11 @@ def run(args: argparse.Namespace) -> int:
             raise OvarError("--protocol few-shot trains a model per K: give --recipe/--config, not --checkpoint/--model")
         if not args.train_list:
             raise OvarError("--protocol few-shot needs --train-list FILE")
+        from ..data.lists import read_list
+
         _named_lists(args, "few-shot")
+        for path in [args.train_list, *args.lists_eval]:
+            read_list(path)  # a missing or malformed list stops before the output folder exists
         run_ = P.ProtocolRun("few-shot", args.out, settings,
                              {**what, "train": args.train_list, "lists": args.lists_eval, "shots": args.shots})
         report = P.run_few_shot(run_, spec, args.train_list, args.lists_eval, args.classes, args.shots)

@@ -116,14 +116,14 @@ def _gather_paths(raw: list[str]) -> tuple[list[str], bool]:
     from ..errors import VideoDecodeError
     from ..inference.inputs import read_path_list
 
+    if raw.count("-") > 1:
+        raise OvarError("'-' (standard input) given twice")
     paths: list[str] = []
-    listed = stdin_read = False
+    listed = False
     for item in raw:
         if item == "-":
-            if stdin_read:
-                raise OvarError("'-' (standard input) given twice")
             paths.extend(read_path_list("-"))
-            listed = stdin_read = True
+            listed = True
         elif item.startswith("@") and len(item) > 1:  # a file really named '@x' is passed as ./@x
             paths.extend(read_path_list(item[1:]))
             listed = True
