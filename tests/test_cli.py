@@ -117,7 +117,10 @@ def test_folder_with_bad_files_continues_and_exits_1(capsys, videos, tmp_path):
     (mixed / "junk.avi").write_text("junk")
     code, out, err = run(capsys, "predict", mixed, *LABELS, *TINY, "--format", "json")
     assert code == 1
-    assert [d["video"] for d in json.loads(out)] == [str(mixed / "ok.mp4")]
+    doc = {d["video"]: d for d in json.loads(out)}  # failed videos are in the output with their error
+    assert sorted(doc) == sorted(str(mixed / n) for n in ("junk.avi", "ok.mp4", "zero.mp4"))
+    assert "error" not in doc[str(mixed / "ok.mp4")] and doc[str(mixed / "ok.mp4")]["predictions"]
+    assert doc[str(mixed / "zero.mp4")]["predictions"] == [] and "empty" in doc[str(mixed / "zero.mp4")]["error"]
     assert "zero.mp4" in err and "junk.avi" in err and "2 of 3" in err
 
 

@@ -142,8 +142,40 @@ def test_parse_list_names_its_source():
 
 def test_resolve(tmp_path):
     assert resolve(VideoRecord("val/a.mp4", 0), tmp_path) == tmp_path / "val" / "a.mp4"
-    assert resolve(VideoRecord("/abs/a.mp4", 0), tmp_path) == Path("/abs/a.mp4")
+    assert resolve(VideoRecord("/abs/a.mp4", 0), tmp_path, allow_outside=True) == Path("/abs/a.mp4")
+    assert resolve(VideoRecord("/abs/a.mp4", 0)) == Path("/abs/a.mp4")  # no root: as written
     assert resolve(VideoRecord("val/a.mp4", 0)) == Path("val/a.mp4")
+
+
+@pytest.mark.parametrize("path", ["/abs/a.mp4", "../b.mp4", "val/../../c.mp4", "~/d.mp4"])
+def test_path_outside_the_root_is_refused(tmp_path, path):
+    root = tmp_path / "data"
+    with pytest.raises(ListFormatError) as err:
+        resolve(VideoRecord(path, 0), root)
+    assert path in str(err.value) and str(root) in str(err.value) and "outside the data root" in str(err.value)
+    assert resolve(VideoRecord(path, 0), root, allow_outside=True).name == Path(path).name
+
+
+def test_paths_that_stay_inside_the_root_are_kept(tmp_path):
+    root = tmp_path / "data"
+    assert resolve(VideoRecord("a/../b.mp4", 0), root) == root / "a" / ".." / "b.mp4"
+    assert resolve(VideoRecord(str(root / "x" / "c.mp4"), 0), root) == root / "x" / "c.mp4"
+
+
+@pytest.mark.parametrize("text, line, fields", [
+    ("a 1 2 3\n", 1, 4),                    # detected as frames: 'a 1' is no folder name
+    ("ok.mp4 2\nb.mp4 30 1\n", 2, 3),       # a frames line inside a space list
+    ("d 30 1\ne 7 8 9 2\n", 2, 5),          # one field too many in a frames list
+])
+def test_wrong_number_of_fields_names_file_and_line(tmp_path, text, line, fields):
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert f"list.txt:{line}: expected" in message and f"got {fields} fields" in message
+
+
+def test_a_path_with_spaces_still_reads(tmp_path):
+    path = write(tmp_path, "My Videos/clip one.mp4 3\nplaying guitar/x.mp4 1\n")
+    assert read_list(path) == [VideoRecord("My Videos/clip one.mp4", 3), VideoRecord("playing guitar/x.mp4", 1)]
 
 
 @pytest.mark.parametrize("fmt, expected", [

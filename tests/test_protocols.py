@@ -60,9 +60,13 @@ def test_cross_dataset(data, tmp_path, capsys):
     out = tmp_path / "cross"
     code, printed, _ = _eval(capsys, "--protocol", "cross-dataset", "--root", str(data.root),
                              "--lists", str(data.lists / "cross"), "--out", str(out), *BARE)
-    assert code == 0
+    assert code == 1  # one listed video is missing: the numbers are not over the whole list
     report = _report(out)
     assert printed["summary"] == report["summary"]
+    assert printed["scored"]["ucf101/split1"] == {"scored": 2 * len(CLASSES), "listed": 2 * len(CLASSES) + 1,
+                                                  "missing": 1, "failed": 0}
+    assert printed["scored"]["ucf101/split2"]["missing"] == 0 and report["scored"] == printed["scored"]
+    assert f"ucf101/split1 ({data.lists / 'cross'}" in (out / "report.md").read_text()
     ucf = [_top1(out / "ucf101" / f"split{s}") for s in (1, 2, 3)]
     hmdb = [_top1(out / "hmdb51" / f"split{s}") for s in (1, 2)]
     k600 = [_top1(out / "k600" / f"split{s}") for s in (1, 2)]
@@ -283,7 +287,7 @@ def test_bundled_lists_on_a_partial_copy(tmp_path, capsys):
     out = tmp_path / "cross"
     code, printed, _ = _eval(capsys, "--protocol", "cross-dataset", "--datasets", "hmdb51", "--root", str(root),
                              "--out", str(out), *BARE)
-    assert code == 0 and set(printed["summary"]) == {"HMDB", "HMDB*"}
+    assert code == 1 and set(printed["summary"]) == {"HMDB", "HMDB*"}
     report = _report(out)
     split1 = next(p for p in report["parts"] if p["key"] == "hmdb51/split1")
     assert split1["num_videos"] == 2 and split1["num_listed"] == 1530 and len(split1["missing"]) == 1528
@@ -292,7 +296,7 @@ def test_bundled_lists_on_a_partial_copy(tmp_path, capsys):
     out = tmp_path / "half"
     code, printed, _ = _eval(capsys, "--protocol", "half-classes", "--datasets", "hmdb51", "--root", str(root),
                              "--out", str(out), *BARE)
-    assert code == 0
+    assert code == 1
     report = _report(out)
     assert len(printed["summary"]["HMDB"]["values"]) == 10
     full = next(p for p in report["parts"] if p["key"] == "hmdb51/full")

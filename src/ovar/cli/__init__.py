@@ -19,9 +19,8 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage; keep it, exit 2 as documented
-        self.print_usage(sys.stderr)
-        print(f"ovar: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        print(f"ovar: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 

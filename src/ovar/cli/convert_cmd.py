@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import positive_int, unit_interval
+from .argtypes import checkpoint, new_file, positive_int, unit_interval
+
+# Spelled out here so that building the parser imports no torch (`ovar --help` stays fast);
+# tests/test_user_errors.py checks they equal ovar.convert.SOURCES and the models' names.
+SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
+FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
+TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", "expand_temporal_view_step3")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..convert import SOURCES
-    from ..models.temporal import FUSION_TYPES
-
-    from ..models.temporal.expand_view import TEMPORAL_TYPES
-
     parser = sub.add_parser("convert", help="convert an ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER checkpoint "
                                             "to an ovar model file")
-    parser.add_argument("checkpoint", help="the checkpoint file written by the original code")
+    parser.add_argument("checkpoint", type=checkpoint, help="the checkpoint file written by the original code")
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="which code wrote it")
     parser.add_argument("--clip", default=None,
                         help="original CLIP weights (required for text4vis: its text tower; evl: its image tower; "
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--patch-ratio", type=unit_interval, default=None, metavar="R",
                         help="open_vclip/froster: store R*CLIP + (1-R)*checkpoint weights (the released "
                              "Open-VCLIP evaluation uses 0.5; needs --clip)")
-    parser.add_argument("--out", required=True, help="the ovar model file to write")
+    parser.add_argument("--out", type=new_file, required=True, help="the ovar model file to write")
     parser.set_defaults(handler=run)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import OvarError
-from .argtypes import non_negative_int, positive_int
+from .argtypes import finite_positive_float, new_file, non_negative_int, positive_int
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -29,13 +29,15 @@ def add_check_parser(data_sub: argparse._SubParsersAction) -> None:
                         help="list format (default: detected from the first line)")
     parser.add_argument("--classes", metavar="FILE", default=None,
                         help="class names (txt, id,name csv or json): names in the report, labels range-checked")
-    parser.add_argument("--write-clean", metavar="FILE", default=None,
+    parser.add_argument("--write-clean", type=new_file, metavar="FILE", default=None,
                         help="write the list without the failed entries here (same format)")
     parser.add_argument("--frames", type=positive_int, default=8,
                         help="frames decoded per video, segment-sampled (default 8)")
-    parser.add_argument("--fps", type=float, default=None,
+    parser.add_argument("--fps", type=finite_positive_float, default=None,
                         help="frame rate to assume for every video (frame folders default to 30)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept list paths that lead outside --root (absolute, or climbing out with ..)")
     parser.set_defaults(handler=run)
 
 
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     names = read_class_names(args.classes) if args.classes else None
     records = read_list(args.list, fmt=args.format, num_classes=len(names) if names else None)
     report = check_videos(records, args.root, workers=args.workers, frames=args.frames, fps=args.fps,
-                          class_names=names, progress=not args.no_progress)
+                          class_names=names, progress=not args.no_progress,
+                          allow_outside_root=args.allow_outside_root)
     print(report.format(), file=out)
     if args.write_clean:
         clean = report.clean_records

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..errors import OvarError
-from .argtypes import non_negative_int, positive_int, unit_interval
+from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
 
 PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
 TRAINING = ("base2novel", "few-shot")
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "config's data.val_list.")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None, help="the protocol to run")
     p.add_argument("--root", metavar="DIR", help="dataset root that list paths are relative to")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", type=output_dir, metavar="DIR", default=None,
                    help="output folder (protocols: scores, runs, report; without --protocol: run.out_dir)")
     p.add_argument("--lists", metavar="DIR", default=None,
                    help="lists folder laid out like the bundled splits/<protocol> (default: the bundled lists)")
@@ -61,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-list", metavar="FILE", default=None, help="few-shot: the list K-shot subsets are drawn from")
     p.add_argument("--shots", type=_int_list, default=[2, 4, 8, 16], help="few-shot: K values (default 2,4,8,16)")
     model = p.add_argument_group("what is evaluated")
-    model.add_argument("--checkpoint", metavar="FILE|RUN_DIR", default=None,
+    model.add_argument("--checkpoint", type=checkpoint, metavar="FILE|RUN_DIR", default=None,
                        help="an ovar model file or `ovar train` run folder; with --config/--recipe a training checkpoint")
     model.add_argument("--clip", metavar="FILE", default=None,
                        help="with an original codebase's --checkpoint: the CLIP file it was trained from")
@@ -73,23 +74,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--config", metavar="FILE", default=None, help="recipe config (YAML differences from defaults)")
     model.add_argument("--recipe", default=None, help="recipe name, or 'module:name' for a user module")
     how = p.add_argument_group("how")
-    how.add_argument("--views", default=None, help="temporal clips x spatial crops, e.g. 3x1 (default: eval.views, 1x1)")
+    how.add_argument("--views", type=views, default=None, help="temporal clips x spatial crops, e.g. 3x1 (default: eval.views, 1x1)")
     how.add_argument("--fusion", type=_fusion, default=None,
                      help="view fusion: features, mean_softmax, sum_logits, mean_logits (default: the method's own)")
     how.add_argument("--batch-size", type=positive_int, default=None, help="videos per batch (default: data.batch_size)")
     how.add_argument("--workers", type=non_negative_int, default=None, help="decoding workers (default: data.workers)")
     how.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                      help="mixed precision on GPU (default: run.precision, auto)")
-    how.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: run.device, auto)")
+    how.add_argument("--device", type=device, default=None,
+                     help="auto, cpu, cuda, cuda:N or mps (default: run.device, auto)")
     how.add_argument("--descriptions", metavar="FILE", default=None,
                      help='class descriptions JSON {"0": "Name: description"}, matched to classes by name')
     how.add_argument("--seed", type=non_negative_int, default=None, help="seed of K-shot draws, training, clips")
     how.add_argument("--strict", action="store_true", help="stop at the first undecodable video")
+    how.add_argument("--allow-outside-root", action="store_true",
+                     help="accept list paths that lead outside --root (absolute, or climbing out with ..)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="configuration overrides, e.g. data.frames=16")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device is not None:  # an absent GPU is a usage error before any work
+        from ..devices import resolve_device
+
+        resolve_device(args.device)
     if args.protocol is None:
         return _run_checkpoint_eval(args)
     from ..eval import protocols as P
@@ -118,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.protocol == "closed":
         lists = FileLists(_named_lists(args, "closed"))
+        for part in lists.parts(""):  # a missing or malformed list stops before the output folder exists
+            lists.read("", part)
         run_ = P.ProtocolRun("closed", args.out, settings, {**what, "lists": args.lists_eval, "classes": args.classes})
         report = P.run_closed(run_, lists, source)
     elif args.protocol == "few-shot":
@@ -125,7 +135,11 @@ def run(args: argparse.Namespace) -> int:
             raise OvarError("--protocol few-shot trains a model per K: give --recipe/--config, not --checkpoint/--model")
         if not args.train_list:
             raise OvarError("--protocol few-shot needs --train-list FILE")
+        from ..data.lists import read_list
+
         _named_lists(args, "few-shot")
+        for path in [args.train_list, *args.lists_eval]:
+            read_list(path)  # a missing or malformed list stops before the output folder exists
         run_ = P.ProtocolRun("few-shot", args.out, settings,
                              {**what, "train": args.train_list, "lists": args.lists_eval, "shots": args.shots})
         report = P.run_few_shot(run_, spec, args.train_list, args.lists_eval, args.classes, args.shots)
@@ -143,8 +157,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = P.run_base2novel(run_, lists, args.datasets, model=source,
                                       spec=spec if source is None else None, splits=args.splits)
-    print(json.dumps({"report": str(run_.out / "report.md"), "summary": report["summary"]}))
-    return 1 if any(p["failed"] for p in report["parts"]) else 0
+    print(json.dumps({"report": str(run_.out / "report.md"), "summary": report["summary"],
+                      "scored": report.get("scored", {})}))
+    # Numbers over fewer videos than listed are not the protocol's numbers: say so in the status.
+    incomplete = any(p["failed"] or p["missing"] for p in report["parts"]) or report["failures"]["missing"]
+    if incomplete:
+        print("ovar: not every listed video was scored (see 'Videos scored' in the report)", file=sys.stderr)
+    return 1 if incomplete else 0
 
 
 def _named_lists(args: argparse.Namespace, protocol: str) -> dict[str, tuple[str, str]]:
@@ -182,7 +201,8 @@ def _settings(args: argparse.Namespace, config):
         workers=config.data.workers if args.workers is None else args.workers,
         precision=args.precision or config.run.precision, device=args.device or config.run.device,
         seed=config.run.seed if args.seed is None else args.seed, strict=args.strict or config.data.strict,
-        descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None)
+        descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None,
+        allow_outside_root=args.allow_outside_root)
 
 
 def _run_checkpoint_eval(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""Writing predictions as text, JSON or CSV."""
+"""Writing predictions as text, JSON, JSON lines or CSV.
+
+Every video given appears in the output: one that failed carries its ``error`` (and no
+ranking), one scored despite damage (e.g. a truncated file) carries a ``warning``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ from typing import TextIO
 
 from ..inference.results import VideoPrediction
 
+CSV_FIELDS = ["video", "start", "end", "rank", "label", "score", "error", "warning"]
+
 
 def write_text(results: list[VideoPrediction], out: TextIO) -> None:
     for result in results:
-        if result.error is not None:
-            continue
         print(result.video, file=out)
+        if result.error is not None:
+            print(f"  error: {result.error}", file=out)
+            continue
+        if result.warning is not None:
+            print(f"  warning: {result.warning}", file=out)
         width = max(len(p.label) for p in result.predictions)
         for position, p in enumerate(result.predictions, 1):
             print(f"  {position:>2}. {p.label:<{width}}  {p.score:.4f}", file=out)
@@ -23,23 +32,40 @@ def write_text(results: list[VideoPrediction], out: TextIO) -> None:
 
 
 def write_json(results: list[VideoPrediction], out: TextIO) -> None:
-    json.dump([r.to_dict() for r in results if r.error is None], out, indent=2, ensure_ascii=False)
+    json.dump([r.to_dict() for r in results], out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
+def write_jsonl_line(result: VideoPrediction, out: TextIO) -> None:
+    """One result as one JSON line, flushed at once (a killed run keeps every finished line)."""
+    out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def write_jsonl(results: list[VideoPrediction], out: TextIO) -> None:
+    for result in results:
+        write_jsonl_line(result, out)
+
+
 def write_csv(results: list[VideoPrediction], out: TextIO) -> None:
-    """One row per (video, rank); segment rows carry their window, whole-video rows leave it empty."""
+    """One row per (video, rank); segment rows carry their window, whole-video rows leave it empty.
+
+    A failed video is one row with its ``error`` and empty rank/label/score; a damaged one
+    repeats its ``warning`` on each of its rows.
+    """
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["video", "start", "end", "rank", "label", "score"])
+    writer.writerow(CSV_FIELDS)
     for result in results:
         if result.error is not None:
+            writer.writerow([result.video, "", "", "", "", "", result.error, ""])
             continue
+        warning = result.warning or ""
         for position, p in enumerate(result.predictions, 1):
-            writer.writerow([result.video, "", "", position, p.label, f"{p.score:.6f}"])
+            writer.writerow([result.video, "", "", position, p.label, f"{p.score:.6f}", "", warning])
         for segment in result.segments or []:
             for position, p in enumerate(segment.predictions, 1):
                 writer.writerow([result.video, f"{segment.start:.3f}", f"{segment.end:.3f}", position,
-                                 p.label, f"{p.score:.6f}"])
+                                 p.label, f"{p.score:.6f}", "", warning])
 
 
-WRITERS = {"text": write_text, "json": write_json, "csv": write_csv}
+WRITERS = {"text": write_text, "json": write_json, "jsonl": write_jsonl, "csv": write_csv}

@@ -7,13 +7,17 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
-from .argtypes import positive_float, positive_int, unit_interval
+from .argtypes import checkpoint, device, finite_positive_float, new_file, non_negative_int, output_file, positive_int
+from .argtypes import sampling, unit_interval, views
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify videos against free-text action names",
-                       description="Rank action names for each video (file, frame folder or folder of videos).")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video file, frame folder, or folder of videos")
+                       description="Rank action names for each video (file, frame folder or folder of videos). "
+                                   "Every video appears in the output; one that fails carries its error.")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video file, frame folder, folder of videos, @FILE (a list of paths, one per line) "
+                        "or - (that list on standard input)")
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help='comma-separated action names, e.g. "surfing, skiing, dancing"')
     labels.add_argument("--labels-file", metavar="FILE",
@@ -23,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="ViT-B-16", help="backbone name (see `ovar models`; default ViT-B-16)")
     p.add_argument("--pretrained", default="openai",
                    help="open_clip tag, local weights file, or 'none' for random weights (default openai)")
-    p.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", default=None,
+    p.add_argument("--checkpoint", type=checkpoint, metavar="RUN_DIR_OR_FILE", default=None,
                    help="a trained model: an `ovar train` run folder, a file from `ovar train`/`ovar convert`, "
                         "or a checkpoint of the original ActionCLIP/Text4Vis/EVL/Open-VCLIP/FROSTER code")
     p.add_argument("--clip", metavar="FILE", default=None,
@@ -32,29 +36,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Open-VCLIP/FROSTER checkpoint: use R*CLIP + (1-R)*checkpoint weights (needs --clip)")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames per clip (default 8, or what a --checkpoint model was trained with)")
-    p.add_argument("--sampling", default="segment",
+    p.add_argument("--sampling", type=sampling, default="segment",
                    help="segment (one frame per equal segment), dense / TxS (stride), or fps:TxS (default segment)")
-    p.add_argument("--views", default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
+    p.add_argument("--views", type=views, default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
     p.add_argument("--templates", default=None,
                    help="prompt templates: open_vclip (default), actionclip, text4vis, froster, plain, or a file")
     p.add_argument("--top-k", type=positive_int, default=None,
                    help="labels to show per video (default 5 for text, all for json/csv)")
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text", help="output format")
+    p.add_argument("--format", choices=("text", "json", "jsonl", "csv"), default="text",
+                   help="output format; jsonl writes each video's line as soon as it is scored")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default 16)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
+    p.add_argument("--device", type=device, default="auto",
+                   help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="inference precision (default auto: fp16 on a GPU, fp32 on CPU; fp16 needs a GPU)")
-    p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: automatic)")
-    p.add_argument("--segments", type=positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="decoding worker processes (default: automatic; 0 = this process)")
+    p.add_argument("--segments", type=finite_positive_float, default=None, metavar="SECONDS",
                    help="also classify consecutive windows of this many seconds")
-    p.add_argument("--plot", metavar="FILE", default=None, help="with --segments: draw the timeline as a PNG")
-    p.add_argument("--output", "-o", metavar="FILE", default=None, help="write the results here instead of stdout")
+    p.add_argument("--plot", type=new_file, metavar="FILE", default=None, help="with --segments: draw the timeline as a PNG")
+    p.add_argument("--output", "-o", type=output_file, metavar="FILE", default=None, help="write the results here instead of stdout")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.plot and args.segments is None:
         raise OvarError("--plot needs --segments SECONDS")
+    from ..devices import resolve_device
     from ..text import parse_labels, read_labels_file
 
     labels = None
@@ -62,23 +70,34 @@ def run(args: argparse.Namespace) -> int:
         labels = parse_labels(args.labels)
     elif args.labels_file is not None:
         labels = read_labels_file(args.labels_file)
-    device = _check_device(args.device)
-
-    from ..inference import expand_inputs, predict
-    from ..models.zero_shot import load_model
-
-    paths, batch = expand_inputs(args.paths)  # fail on missing paths before loading a model
+    device = resolve_device(args.device)
+    paths, listed = _gather_paths(args.paths)  # fail on missing paths before loading a model
     if args.checkpoint is None and (args.clip is not None or args.patch_ratio is not None):
         raise OvarError("--clip and --patch-ratio apply to a --checkpoint")
+
+    from ..inference import predict
+    from ..models.zero_shot import load_model
+
     model = load_model(args.model, args.pretrained, device=device, frames=args.frames,
                        checkpoint=args.checkpoint, clip=args.clip, patch_ratio=args.patch_ratio)
     top_k = args.top_k if args.top_k is not None else (5 if args.format == "text" else None)
-    results = predict(paths if batch else paths[0], labels, model=model, frames=args.frames,
-                      sampling=args.sampling, views=args.views, templates=args.templates,
-                      descriptions=args.descriptions, top_k=top_k, batch_size=args.batch_size,
-                      segments=args.segments, workers=args.workers, progress=True, precision=args.precision)
+    stream = _Stream(args.output) if args.format == "jsonl" else None
+    try:
+        results = predict(paths if listed or len(paths) > 1 else paths[0], labels, model=model,
+                          frames=args.frames, sampling=args.sampling, views=args.views, templates=args.templates,
+                          descriptions=args.descriptions, top_k=top_k, batch_size=args.batch_size,
+                          segments=args.segments, workers=args.workers, progress=True,
+                          on_result=stream.write if stream else None, missing_ok=True,
+                          precision=args.precision)
+    finally:
+        if stream is not None:
+            stream.close()
     results = results if isinstance(results, list) else [results]
-    _write(results, args)
+    if stream is None:
+        _write(results, args)
+    for result in results:
+        if result.warning is not None:
+            print(f"ovar: warning: {result.video}: {result.warning}", file=sys.stderr)
     failed = [r for r in results if r.error is not None]
     for result in failed:
         print(f"ovar: skipped {result.video}: {result.error}", file=sys.stderr)
@@ -90,16 +109,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_device(device: str | None) -> str:
-    import torch
+def _gather_paths(raw: list[str]) -> tuple[list[str], bool]:
+    """The videos named on the command line, ``@FILE`` lists and ``-`` (standard input).
 
-    if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OvarError(f"--device {device}: CUDA is not available on this machine")
-    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise OvarError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    return device
+    Returns the paths and whether any came from a list. A path typed on the command line
+    must exist (a typo stops the run before any work); a listed one that does not is
+    reported in the output as a failed video, so one stale line never loses a long run.
+    """
+    from ..errors import VideoDecodeError
+    from ..inference.inputs import read_path_list
+
+    if raw.count("-") > 1:
+        raise OvarError("'-' (standard input) given twice")
+    paths: list[str] = []
+    listed = False
+    for item in raw:
+        if item == "-":
+            paths.extend(read_path_list("-"))
+            listed = True
+        elif item.startswith("@") and len(item) > 1:  # a file really named '@x' is passed as ./@x
+            paths.extend(read_path_list(item[1:]))
+            listed = True
+        elif not Path(item).exists():
+            raise VideoDecodeError(item, "file not found")
+        else:
+            paths.append(item)
+    return paths, listed
+
+
+class _Stream:
+    """JSON lines written and flushed one result at a time; the output file is created at the first one."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+        self.out = None if target else sys.stdout
+
+    def write(self, result) -> None:
+        from .output import write_jsonl_line
+
+        if self.out is None:
+            self.out = open(self.target, "w", encoding="utf-8", newline="")
+        write_jsonl_line(result, self.out)
+
+    def close(self) -> None:
+        if self.out is not None and self.out is not sys.stdout:
+            self.out.close()
 
 
 def _write(results, args: argparse.Namespace) -> None:

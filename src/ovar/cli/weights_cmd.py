@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import OvarError
-from .argtypes import non_negative_int, unit_interval
+from .argtypes import new_file, non_negative_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(epoch_NNNN.pt) and ovar model files; the output has the inputs' layout.")
     average.add_argument("checkpoints", nargs="+", metavar="CKPT",
                          help="checkpoint files, or run directories (their checkpoints/ folder)")
-    average.add_argument("--out", required=True, metavar="FILE", help="the averaged checkpoint to write")
+    average.add_argument("--out", type=new_file, required=True, metavar="FILE", help="the averaged checkpoint to write")
     average.add_argument("--from-epoch", type=non_negative_int, default=2, metavar="N",
                          help="first checkpoint id averaged (default 2, as Open-VCLIP's swa_2_22)")
     average.add_argument("--to-epoch", type=non_negative_int, default=None, metavar="M",
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     interp.add_argument("a", metavar="A", help="weights weighted by RATIO (e.g. the original CLIP)")
     interp.add_argument("b", metavar="B", help="weights weighted by 1 - RATIO (e.g. the fine-tuned checkpoint)")
     interp.add_argument("--ratio", type=unit_interval, required=True, metavar="R", help="weight of A, in [0, 1]")
-    interp.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    interp.add_argument("--out", type=new_file, required=True, metavar="FILE", help="the file to write")
     interp.set_defaults(handler=run_interpolate)
 
 

@@ -42,6 +42,7 @@ class VideoCheck:
     width: int = 0
     height: int = 0
     codec: str = ""
+    warning: str = ""  # readable but damaged, e.g. truncated (fewer frames than declared)
 
 
 def default_workers() -> int:
@@ -62,7 +63,7 @@ def probe_video(path: str, frames: int = 8, fps: float | None = None) -> VideoCh
     if clip.shape[0] != frames or clip.numel() == 0:
         return VideoCheck(path, False, f"decoded frames have shape {tuple(clip.shape)}")
     return VideoCheck(path, True, "", info.num_frames, info.fps, info.duration, info.width,
-                      info.height, info.codec)
+                      info.height, info.codec, getattr(info, "truncation_warning", lambda: None)() or "")
 
 
 Probe = Callable[[str, int, "float | None"], VideoCheck]
@@ -189,6 +190,10 @@ class CheckReport:
                 lines.append(f"  {title:<14}" + " / ".join(fmt.format(v) for v in _stats(values)))
             codecs = Counter(r.codec for r in ok)
             lines.append("  codecs        " + ", ".join(f"{c} ({n})" for c, n in codecs.most_common()))
+        damaged = [r for r in ok if r.warning]
+        if damaged:
+            lines += ["", f"readable but damaged videos ({len(damaged)}):"]
+            lines += [f"{r.path}: {r.warning}" for r in damaged]
         if bad:
             lines += ["", f"failed videos ({len(bad)}):"]
             lines += [f"{r.path}: {r.reason}" for r in bad]
@@ -197,12 +202,12 @@ class CheckReport:
 
 def check_videos(records: Sequence[VideoRecord], root: str | Path | None, *, workers: int | None = None,
                  frames: int = 8, fps: float | None = None, class_names: Sequence[str] | None = None,
-                 progress: bool = True, probe: Probe = probe_video) -> CheckReport:
+                 progress: bool = True, probe: Probe = probe_video, allow_outside_root: bool = False) -> CheckReport:
     """Probe the video of every record (paths under ``root``) with ``workers`` processes."""
     if frames < 1:
         raise ValueError(f"frames must be positive, got {frames}")
     workers = default_workers() if workers is None else workers
-    paths = [str(resolve(r, root)) for r in records]
+    paths = [str(resolve(r, root, allow_outside=allow_outside_root)) for r in records]
     unique = list(dict.fromkeys(paths))  # a path listed twice is read once
     found = dict(zip(unique, probe_all(unique, workers=min(workers, len(unique)), frames=frames, fps=fps,
                                        progress=progress, probe=probe)))

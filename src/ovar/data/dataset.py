@@ -107,7 +107,7 @@ class VideoDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], root: str | Path | None, sampler: ClipSampler,
                  transform: Callable[..., torch.Tensor], *, train: bool, views: Views | tuple[int, int] = (1, 1),
                  seed: int = 0, strict: bool = False, fps: float | None = None,
-                 max_failures: int = MAX_CONSECUTIVE_FAILURES) -> None:
+                 max_failures: int = MAX_CONSECUTIVE_FAILURES, allow_outside_root: bool = False) -> None:
         views = Views(*views)
         if views.temporal < 1 or views.spatial < 1:
             raise ValueError(f"views must be positive, got {tuple(views)}")
@@ -120,7 +120,7 @@ class VideoDataset(Dataset):
             raise ValueError(f"the evaluation transform makes {crops} crops but views ask for {views.spatial}")
         self.records = list(records)
         self.root = root
-        self.paths = [str(resolve(r, root)) for r in self.records]
+        self.paths = [str(resolve(r, root, allow_outside=allow_outside_root)) for r in self.records]
         self.train = train
         self.views = views
         self.sampler = sampler if train else dataclasses.replace(sampler, num_clips=views.temporal)

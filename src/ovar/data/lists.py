@@ -10,6 +10,8 @@ Formats (``fmt``):
 - ``"frames"``: Text4Vis / ActionCLIP frame-folder lists, ``dir num_frames label``.
 - ``"auto"``: decided by the first record line: a comma (with an integer after the last
   one) means comma; two trailing integer fields after a path mean frames; else space.
+  A detected list's lines must then have its number of fields: a path whose last word is
+  a number (``a 1 2 3``) is an error naming the line, not a path with spaces.
 
 Blank lines and lines starting with ``#`` are skipped everywhere.
 """
@@ -67,9 +69,9 @@ def parse_list(text: str, *, source: str = "<list>", fmt: ListFormat = "auto",
         if fmt == "comma":
             path, label, frames = _split_comma(line, where, allow_bare=explicit)
         elif fmt == "frames":
-            path, label, frames = _split_frames(line, where)
+            path, label, frames = _split_frames(line, where, strict=not explicit)
         else:
-            path, label, frames = _split_space(line, where)
+            path, label, frames = _split_space(line, where, strict=not explicit)
         records.append(VideoRecord(path, _label(label, where, num_classes),
                                    None if frames is None else _num_frames(frames, where)))
     return records
@@ -104,18 +106,31 @@ def _split_comma(line: str, where: str, *, allow_bare: bool) -> tuple[str, str, 
     return fields[0], fields[-1], None
 
 
-def _split_space(line: str, where: str) -> tuple[str, str, None]:
+def _split_space(line: str, where: str, *, strict: bool = True) -> tuple[str, str, None]:
     fields = line.rsplit(None, 1)
     if len(fields) != 2:
         raise ListFormatError(f"{where}: expected 'path label', got {_show(line)}")
+    if strict:
+        _check_path_field(fields[0], line, where, "'path label' (2 fields)")
     return fields[0], fields[1], None
 
 
-def _split_frames(line: str, where: str) -> tuple[str, str, str]:
+def _split_frames(line: str, where: str, *, strict: bool = True) -> tuple[str, str, str]:
     fields = line.rsplit(None, 2)
     if len(fields) != 3:
         raise ListFormatError(f"{where}: expected 'dir num_frames label', got {_show(line)}")
+    if strict:
+        _check_path_field(fields[0], line, where, "'dir num_frames label' (3 fields)")
     return fields[0], fields[2], fields[1]
+
+
+def _check_path_field(path: str, line: str, where: str, expected: str) -> None:
+    """A path may hold spaces, but one whose last word is a number is an extra field
+    (``a 1 2 3`` is a line with too many fields, not the video ``a 1``). Checked when the
+    format was detected; a format given explicitly is taken at its word."""
+    words = path.split()
+    if len(words) > 1 and _INT.fullmatch(words[-1]):
+        raise ListFormatError(f"{where}: expected {expected}, got {len(line.split())} fields in {_show(line)}")
 
 
 def _label(text: str, where: str, num_classes: int | None) -> int:
@@ -144,12 +159,29 @@ def _show(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
-def resolve(record: VideoRecord, root: str | Path | None = None) -> Path:
-    """The file or folder of ``record``: ``root / path`` unless the path is absolute."""
+def resolve(record: VideoRecord, root: str | Path | None = None, *, allow_outside: bool = False) -> Path:
+    """The file or folder of ``record``: ``root / path``.
+
+    With a ``root``, a path that leads outside it (absolute, ``~``, or climbing out with
+    ``..``) is refused with :class:`ListFormatError` unless ``allow_outside``: a list
+    should not reach files the dataset root does not hold. Without a root, paths are
+    taken as written.
+    """
     path = Path(os.path.expanduser(record.path))
-    if root is None or path.is_absolute():
+    if root is None:
         return path
-    return Path(root).expanduser() / path
+    base = Path(root).expanduser()
+    full = path if path.is_absolute() else base / path
+    if not allow_outside and not _inside(full, base):
+        raise ListFormatError(f"{record.path}: outside the data root {base} (absolute paths and '..' "
+                              f"are refused unless allowed explicitly)")
+    return full
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays under ``root`` once ``..`` is collapsed (symbolic links are the dataset's business)."""
+    return os.path.normpath(os.path.join(os.path.abspath(root), path)).startswith(
+        os.path.join(os.path.normpath(os.path.abspath(root)), ""))
 
 
 def write_list(records: Iterable[VideoRecord], path: str | Path, fmt: ListFormat = "comma") -> Path:

@@ -65,7 +65,7 @@ class ListSource:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def load(self, split: str, part: str, root: str | Path) -> PartLists:
+    def load(self, split: str, part: str, root: str | Path, *, allow_outside: bool = False) -> PartLists:
         """The part's records whose video exists under ``root``; the others listed as missing.
 
         A list none of whose videos exist is an error naming the list and the root (a wrong
@@ -76,10 +76,10 @@ class ListSource:
         source, records, names = self.read(split, part)
         present, missing = [], []
         for record in records:
-            (present if resolve(record, root).exists() else missing).append(record)
+            (present if resolve(record, root, allow_outside=allow_outside).exists() else missing).append(record)
         if not present:
             raise ProtocolDataError(f"{source}: none of its {len(records)} videos exist under --root {root} "
-                                    f"(first: {resolve(records[0], root)}); check --root, or pick datasets with --datasets")
+                                    f"(first: {resolve(records[0], root, allow_outside=allow_outside)}); check --root, or pick datasets with --datasets")
         return PartLists(source, present, names, [r.path for r in missing], len(records))
 
 

@@ -36,6 +36,7 @@ class EvalSettings:
     seed: int = 0
     strict: bool = False
     descriptions: dict[str, str] | None = None  # class name (lower case) -> "Name: description"
+    allow_outside_root: bool = False  # list paths may lead outside root (absolute, ..)
 
     def torch_device(self) -> torch.device:
         from ..train.distributed import resolve_device
@@ -86,7 +87,7 @@ def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames:
     except ValueError as exc:
         raise OvarError(f"views/sampling: {exc}") from None
     return VideoDataset(records, settings.root, sampler, transform, train=False, views=views,
-                        seed=settings.seed, strict=settings.strict)
+                        seed=settings.seed, strict=settings.strict, allow_outside_root=settings.allow_outside_root)
 
 
 @dataclass

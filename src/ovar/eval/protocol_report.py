@@ -56,7 +56,11 @@ def _failure_lines(parts: list[dict[str, Any]], training_missing: dict[str, list
     failed = [(f"{p['key']} ({p['source']})", p["failed"]) for p in parts if p["failed"]]
     total_missing = sum(len(v) for _, v in missing)
     total_failed = sum(len(v) for _, v in failed)
-    lines = ["## Missing and failed videos", ""]
+    lines = ["## Videos scored", ""]
+    lines += [f"- {p['key']} ({p['source']}): {p['num_videos']} of {p['num_listed']} listed videos scored"
+              + (f" ({len(p['missing'])} missing, {len(p['failed'])} failed)" if p["missing"] or p["failed"] else "")
+              for p in parts]
+    lines += ["", "## Missing and failed videos", ""]
     if not total_missing and not total_failed:
         return lines + ["None: every listed video was found and decoded.", ""]
     lines += [f"{total_missing} listed video(s) not found under the root (skipped), "
@@ -74,6 +78,12 @@ def _failure_lines(parts: list[dict[str, Any]], training_missing: dict[str, list
     return lines + [""]
 
 
+def scored_counts(parts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per evaluated part: videos scored, listed, missing under the root and failed to decode."""
+    return {p["key"]: {"scored": p["num_videos"], "listed": p["num_listed"], "missing": len(p["missing"]),
+                       "failed": len(p["failed"])} for p in parts}
+
+
 def write_report(out: Path, *, title: str, protocol: str, model: str, tables: list[Table],
                  summary: dict[str, Any], parts: list[dict[str, Any]], settings: dict[str, Any],
                  training_missing: dict[str, list[str]], grouped: tuple | None = None) -> dict[str, Any]:
@@ -85,7 +95,8 @@ def write_report(out: Path, *, title: str, protocol: str, model: str, tables: li
               "parts": [{k: _cell_json(v) for k, v in p.items()} for p in parts],
               "failures": {"missing": {f"{p['key']} ({p['source']})": p["missing"] for p in parts if p["missing"]}
                            | training_missing,
-                           "failed": {f"{p['key']} ({p['source']})": p["failed"] for p in parts if p["failed"]}}}
+                           "failed": {f"{p['key']} ({p['source']})": p["failed"] for p in parts if p["failed"]}},
+              "scored": scored_counts(parts)}
     _write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     setting_line = ", ".join(f"{k} {v}" for k, v in settings.items() if k not in ("root",) and v is not None)
     md = [f"# {title}", "", f"- model: {model}", f"- protocol: `{protocol}`", f"- dataset root: `{settings.get('root')}`",

@@ -87,7 +87,8 @@ class ProtocolRun:
             result = PartResult(**json.loads(done.read_text(encoding="utf-8")))
             _status(f"{part.key}: done before, top-1 {result.top1:.2f}")
         else:
-            data = lists.load(part.split, part.part, self.settings.root)
+            data = lists.load(part.split, part.part, self.settings.root,
+                              allow_outside=self.settings.allow_outside_root)
             missing = f", {len(data.missing)} missing under the root" if data.missing else ""
             _status(f"{part.key}: {len(data.records)} videos, {len(data.class_names)} classes ({data.source}{missing})")
             result = self._score(part, data, model, folder)
@@ -216,7 +217,8 @@ def run_base2novel(run: ProtocolRun, lists: ListSource, datasets: list[str] | No
         per_split: list[tuple[str, float, float]] = []
         if spec is not None:
             for split in b2n_train_splits(lists, dataset, splits):
-                train = lists.load(dataset, f"train_{split}", run.settings.root)
+                train = lists.load(dataset, f"train_{split}", run.settings.root,
+                                   allow_outside=run.settings.allow_outside_root)
                 _note_training(run, f"{dataset}/split{split}/train", train)
                 source = train_source(spec, run.out / "runs" / dataset / f"split{split}", train.records,
                                       train.class_names, run.settings, f"{spec.recipe or 'recipe'} trained")
@@ -255,7 +257,8 @@ def run_few_shot(run: ProtocolRun, spec: RecipeSpec, train_list: str, test_lists
     every test list; one column per K (mean over the test lists when there are several)."""
     names = _unique_names(test_lists)
     tests = FileLists({n: (path, classes) for n, path in zip(names, test_lists)})
-    train = FileLists({"train": (train_list, classes)}).load("", "train", run.settings.root)
+    train = FileLists({"train": (train_list, classes)}).load("", "train", run.settings.root,
+                                                                    allow_outside=run.settings.allow_outside_root)
     _note_training(run, "train", train)
     by_k: dict[int, list[PartResult]] = {}
     for k in shots:

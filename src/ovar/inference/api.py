@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections import defaultdict
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
 from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
@@ -25,8 +26,9 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             frames: int | None = None, sampling: str = "segment", views: str = "1x1",
             templates: str | Sequence[str] | None = None, descriptions: str | os.PathLike | None = None,
             top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
-            segments: float | None = None, workers: int | None = None,
-            progress: bool = False, precision: str = "auto") -> VideoPrediction | list[VideoPrediction]:
+            segments: float | None = None, workers: int | None = None, progress: bool = False,
+            on_result: Callable[[VideoPrediction], None] | None = None,
+            missing_ok: bool = False, precision: str = "auto") -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -35,16 +37,21 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``model`` is a loaded model or a backbone name (loaded with ``pretrained``).
     ``labels`` may be omitted when ``descriptions`` (a ``{"0": "Name: text"}`` file) is given.
     ``segments=S`` also classifies consecutive S-second windows of each video.
+    ``on_result`` receives each video's result, in input order, as soon as it is known (so a
+    long run can write results as it goes); ``missing_ok`` makes a missing path an error
+    result instead of a :class:`VideoDecodeError` before any work.
     ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
     """
     inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
+    if segments is not None and not (math.isfinite(segments) and segments > 0):
+        raise OvarError(f"--segments must be a finite positive number of seconds, got {segments}")
     single_input = isinstance(videos, (str, os.PathLike))
-    paths, batch = expand_inputs([videos] if single_input else videos)
+    paths, batch = expand_inputs([videos] if single_input else videos, missing_ok=missing_ok)
     if isinstance(model, str):
-        model = load_model(model, pretrained, device=device or _default_device())
+        model = load_model(model, pretrained, device=_device(device))
     elif device is not None:
-        model = model.to(device)
+        model = model.to(_device(device))
     model.eval()
 
     sampler = parse_sampling(sampling, frames=frames or model.frames)
@@ -53,15 +60,19 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
                                      mean=model.backbone.mean, std=model.backbone.std)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 
-    requests, failures = _requests(paths, segments)
+    single = single_input and not batch
+    requests, owners, failures = clip_requests(paths, segments)
     dataset = ClipDataset(requests, sampler, temporal, spatial, transform)
-    autocast = inference_autocast(precision, model.device)
-    probabilities = _score(model, dataset, classifier, batch_size, _workers(workers, len(requests)),
-                           progress and len(requests) > 1, autocast)
-    results = _assemble(paths, requests, probabilities, failures, names, top_k, segments is not None)
-    if single_input and not batch:
+    assembler = ResultAssembler(paths, requests, owners, failures, names, top_k, segments is not None,
+                                None if single else on_result)
+    _score(model, dataset, classifier, batch_size, _workers(workers, len(requests)),
+           progress and len(requests) > 1, assembler, inference_autocast(precision, model.device))
+    results = assembler.results
+    if single:
         if results[0].error is not None:
             raise VideoDecodeError(results[0].video, results[0].error)
+        if on_result is not None:
+            on_result(results[0])
         return results[0]
     return results
 
@@ -80,8 +91,9 @@ def _class_texts(labels, descriptions) -> tuple[list[str], list[str] | None]:
     return check_labels(labels, "labels"), None
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _device(device: str | torch.device | None) -> torch.device:
+    """``device`` as ``--device`` means it everywhere (auto, cpu, cuda, cuda:N, mps)."""
+    return device if isinstance(device, torch.device) else resolve_device(device)
 
 
 def _workers(workers: int | None, items: int) -> int:
@@ -92,37 +104,84 @@ def _workers(workers: int | None, items: int) -> int:
     return 0 if items < 4 else min(4, cores)
 
 
-def _requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], dict[str, str]]:
+def clip_requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], list[int], dict[int, str]]:
+    """The clips to score, the position in ``paths`` each belongs to, and per-position failures."""
     if segments is None:
-        return [ClipRequest(p) for p in paths], {}
-    if segments <= 0:
-        raise LabelError(f"--segments must be positive, got {segments}")
-    requests, failures = [], {}
-    for path in paths:
+        return [ClipRequest(p) for p in paths], list(range(len(paths))), {}
+    requests, owners, failures = [], [], {}
+    for position, path in enumerate(paths):
         try:
-            requests.extend(segment_requests(path, segments))
+            windows = segment_requests(path, segments)
         except VideoDecodeError as exc:
-            failures[path] = exc.reason
-    return requests, failures
+            failures[position] = exc.reason
+            continue
+        requests.extend(windows)
+        owners.extend([position] * len(windows))
+    return requests, owners, failures
+
+
+class ResultAssembler:
+    """Turns scored clips into per-video results, in input order, as soon as each video is complete."""
+
+    def __init__(self, paths: list[str], requests: list[ClipRequest], owners: list[int], failures: dict[int, str],
+                 names: list[str], top_k: int | None, with_segments: bool,
+                 on_result: Callable[[VideoPrediction], None] | None) -> None:
+        self.paths, self.requests, self.failures = paths, requests, failures
+        self.names, self.top_k, self.with_segments, self.on_result = names, top_k, with_segments, on_result
+        self.clips_of: list[list[int]] = [[] for _ in paths]
+        for index, owner in enumerate(owners):
+            self.clips_of[owner].append(index)
+        self.scored: dict[int, torch.Tensor | str] = {}
+        self.warnings: dict[int, str] = {}
+        self.results: list[VideoPrediction] = []
+
+    def add(self, index: int, value: torch.Tensor | str, warning: str | None = None) -> None:
+        self.scored[index] = value
+        if warning:
+            self.warnings[index] = warning
+
+    def flush(self) -> None:
+        """Emit every video, from the next one on, whose clips have all been scored."""
+        while len(self.results) < len(self.paths):
+            position = len(self.results)
+            indices = self.clips_of[position]
+            if any(i not in self.scored for i in indices):
+                return
+            entries = [(self.requests[i], self.scored.pop(i)) for i in indices]  # pop: memory stays flat
+            warning = next((self.warnings.pop(i) for i in indices if i in self.warnings), None)
+            result = self._result(self.paths[position], entries, self.failures.get(position), warning)
+            self.results.append(result)
+            if self.on_result is not None:
+                self.on_result(result)
+
+    def _result(self, path: str, entries: list, failure: str | None, warning: str | None) -> VideoPrediction:
+        error = failure or next((p for _, p in entries if isinstance(p, str)), None)
+        if error is not None or not entries:
+            return VideoPrediction(path, error=error or "no frames")
+        probs = torch.stack([p for _, p in entries])
+        prediction = VideoPrediction(path, rank(self.names, probs.mean(dim=0).tolist(), self.top_k), warning=warning)
+        if self.with_segments:
+            prediction.segments = [SegmentPrediction(r.start_s, r.end_s, rank(self.names, p.tolist(), self.top_k))
+                                   for r, p in entries]
+        return prediction
 
 
 @torch.no_grad()
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
-           workers: int, progress: bool, autocast=None) -> dict[int, torch.Tensor | str]:
-    """Request index -> class probabilities (C,), or the decode error message."""
+           workers: int, progress: bool, assembler: ResultAssembler, autocast) -> None:
+    """Score every request into ``assembler``: class probabilities (C,), or the decode error message."""
     loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.views_per_item), num_workers=workers,
                         collate_fn=collate_items, pin_memory=model.device.type == "cuda",
                         persistent_workers=False)
     device = model.device
-    autocast = autocast if autocast is not None else inference_autocast("auto", device)
-    out: dict[int, torch.Tensor | str] = {}
     # None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
     bar = tqdm(total=len(dataset), unit="clip", desc="predict", disable=None if progress else True, leave=False)
+    assembler.flush()  # videos that failed before any clip (or have none) come out at once
     for items in loader:
         good = [item for item in items if item["clips"] is not None]
         for item in items:
             if item["clips"] is None:
-                out[item["index"]] = item["error"]
+                assembler.add(item["index"], item["error"])
         if good:
             clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)
             with autocast:
@@ -130,11 +189,13 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
             offset = 0
             for item in good:
                 count = item["clips"].shape[0]
-                out[item["index"]] = view_probabilities(model, embeddings[offset:offset + count], classifier)
+                probs = view_probabilities(model, embeddings[offset:offset + count], classifier)
+                assembler.add(item["index"], probs, item.get("warning"))
                 offset += count
+        assembler.flush()
         bar.update(len(items))
     bar.close()
-    return out
+    assembler.flush()
 
 
 def view_probabilities(model: VideoTextModel, views: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
@@ -162,23 +223,3 @@ def inference_autocast(precision: str, device: torch.device | None):
     if precision == "fp16" and device.type != "cuda":
         raise OvarError("--precision fp16 needs a GPU (use fp32 or bf16 on CPU)")
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
-
-
-def _assemble(paths, requests, probabilities, failures, names, top_k, with_segments) -> list[VideoPrediction]:
-    per_video: dict[str, list[tuple[ClipRequest, torch.Tensor | str]]] = defaultdict(list)
-    for index, request in enumerate(requests):
-        per_video[request.video].append((request, probabilities[index]))
-    results = []
-    for path in paths:
-        entries = per_video.get(path, [])
-        error = failures.get(path) or next((p for _, p in entries if isinstance(p, str)), None)
-        if error is not None or not entries:
-            results.append(VideoPrediction(path, error=error or "no frames"))
-            continue
-        probs = torch.stack([p for _, p in entries])
-        prediction = VideoPrediction(path, rank(names, probs.mean(dim=0).tolist(), top_k))
-        if with_segments:
-            prediction.segments = [SegmentPrediction(r.start_s, r.end_s, rank(names, p.tolist(), top_k))
-                                   for r, p in entries]
-        results.append(prediction)
-    return results

@@ -36,7 +36,7 @@ def segment_requests(video: str, seconds: float) -> list[ClipRequest]:
 
 
 class ClipDataset(Dataset):
-    """Item ``i`` -> ``{"index", "clips": (V, T, 3, S, S) float or None, "error": str or None}``.
+    """Item ``i`` -> ``{"index", "clips": (V, T, 3, S, S) float or None, "error", "warning": str or None}``.
 
     ``V`` = temporal views x spatial crops. A video that cannot be decoded gives an item
     with its error instead of raising, so one bad file never stops a batch run.
@@ -56,12 +56,14 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         request = self.requests[index]
         try:
-            return {"index": index, "clips": self._load(request), "error": None}
+            clips, warning = self._load(request)
+            return {"index": index, "clips": clips, "error": None, "warning": warning}
         except VideoDecodeError as exc:
-            return {"index": index, "clips": None, "error": exc.reason}
+            return {"index": index, "clips": None, "error": exc.reason, "warning": None}
 
-    def _load(self, request: ClipRequest) -> torch.Tensor:
+    def _load(self, request: ClipRequest) -> tuple[torch.Tensor, str | None]:
         with open_video(request.video) as reader:
+            warning = getattr(reader.info, "truncation_warning", lambda: None)()
             end = reader.info.num_frames if request.end is None else request.end
             length = max(1, end - request.start)
             views = [self.sampler(length, reader.info.fps, train=False, clip=c)
@@ -74,7 +76,7 @@ class ClipDataset(Dataset):
         for view in views:
             clip = frames[[position[request.start + i] for i in view]]
             clips.append(self.transform(clip))  # (crops, T, 3, S, S)
-        return torch.cat(clips)
+        return torch.cat(clips), warning
 
 
 def collate_items(items: list[dict]) -> list[dict]:

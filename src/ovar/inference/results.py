@@ -32,13 +32,15 @@ class VideoPrediction:
     """Ranked labels of one video, best first; scores are probabilities over all labels.
 
     With ``segments`` the video-level ``predictions`` average the windows' probabilities.
-    A video that could not be read has an empty ranking and ``error`` set.
+    A video that could not be read has an empty ranking and ``error`` set; one that was
+    scored but is damaged (e.g. truncated: fewer frames than declared) has ``warning`` set.
     """
 
     video: str
     predictions: list[LabelScore] = field(default_factory=list)
     segments: list[SegmentPrediction] | None = None
     error: str | None = None
+    warning: str | None = None
 
     @property
     def top(self) -> LabelScore | None:
@@ -50,6 +52,8 @@ class VideoPrediction:
             out["segments"] = [s.to_dict() for s in self.segments]
         if self.error is not None:
             out["error"] = self.error
+        if self.warning is not None:
+            out["warning"] = self.warning
         return out
 
 

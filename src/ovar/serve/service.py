@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import OvarError, VideoDecodeError
-from ..inference.api import _assemble, _requests, inference_autocast, view_probabilities
+from ..inference.api import ResultAssembler, clip_requests, inference_autocast, view_probabilities
 from ..inference.inputs import expand_inputs
 from ..inference.loader import ClipDataset
 from ..models.zero_shot import VideoTextModel
@@ -152,15 +152,19 @@ class ClassifyService:
         transform = build_eval_transform(self.model.image_size, crop="three" if spatial == 3 else "center",
                                          mean=self.model.backbone.mean, std=self.model.backbone.std)
         async with self._decode_slots:
-            requests, failures, items = await run_in_threadpool(self._decode, paths, segments, temporal,
-                                                                spatial, transform)
+            requests, owners, failures, items = await run_in_threadpool(self._decode, paths, segments, temporal,
+                                                                        spatial, transform)
         good = [item for item in items if item["clips"] is not None]
         embeddings = await asyncio.gather(*[self.batcher.encode(item["clips"]) for item in good])
-        probabilities: dict[int, torch.Tensor | str] = {
-            item["index"]: item["error"] for item in items if item["clips"] is None}
+        assembler = ResultAssembler(paths, requests, owners, failures, names, top_k, segments is not None, None)
+        for item in items:
+            if item["clips"] is None:
+                assembler.add(item["index"], item["error"])
         for item, views_embedded in zip(good, embeddings):
-            probabilities[item["index"]] = view_probabilities(self.model, views_embedded, classifier)
-        results = _assemble(paths, requests, probabilities, failures, names, top_k, segments is not None)
+            assembler.add(item["index"], view_probabilities(self.model, views_embedded, classifier),
+                          item.get("warning"))
+        assembler.flush()
+        results = assembler.results
         for result in results:
             result.video = _shown(result.video, path, display)
         if not batch:
@@ -169,9 +173,9 @@ class ClassifyService:
         return [r.to_dict() for r in results if r.error is None]
 
     def _decode(self, paths, segments, temporal, spatial, transform):
-        requests, failures = _requests(paths, segments)
+        requests, owners, failures = clip_requests(paths, segments)
         dataset = ClipDataset(requests, self.sampler, temporal, spatial, transform)
-        return requests, failures, [dataset[i] for i in range(len(dataset))]
+        return requests, owners, failures, [dataset[i] for i in range(len(dataset))]
 
     def describe(self) -> dict[str, Any]:
         """The loaded model, as ``/v1/models`` lists it."""

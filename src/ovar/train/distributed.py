@@ -48,13 +48,10 @@ def launched_by_torchrun() -> bool:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> this process's GPU if there is one, else CPU; otherwise ``name``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
+    """``"auto"`` -> this process's GPU if there is one, else CPU (see :mod:`ovar.devices`)."""
+    from ..devices import resolve_device as resolve
+
+    return resolve(name, local_rank)
 
 
 def context(device: str = "auto") -> DistContext:

@@ -202,6 +202,7 @@ class PyAVReader(VideoReader):
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
+        declared = int(vs.frames or 0) or None  # 0: the container does not say (MKV, WebM)
         measured = fps_from_timestamps(pts, vs.time_base) if usable else None  # type: ignore
         rate = fps or choose_fps([vs.average_rate, vs.guessed_rate, vs.base_rate], measured)
         codec = vs.codec_context.name
@@ -218,9 +219,10 @@ class PyAVReader(VideoReader):
         w, h = self._raw_size
         if self._rotation in (90, 270):
             w, h = h, w
-        return VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
+        info = VideoInfo(path=self.path, num_frames=self._num_frames, fps=float(rate),
                          duration=self._num_frames / float(rate), width=w, height=h,
-                         rotation=self._rotation, codec=codec)
+                         rotation=self._rotation, codec=codec, declared_frames=declared)
+        return info  # a truncated file is flagged (info.truncated); callers decide how to report it
 
     # ---- positioning ---------------------------------------------------------------
 

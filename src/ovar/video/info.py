@@ -28,6 +28,9 @@ MIN_PLAUSIBLE_FPS = 0.5
 MAX_PLAUSIBLE_FPS = 1000.0
 # A declared rate this many times off the one the timestamps show is considered wrong.
 FPS_DISAGREEMENT = 1.5
+# Edit lists and discarded leading frames make a few declared frames legitimately absent;
+# missing more than this share of them means the file was cut short.
+TRUNCATION_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,22 @@ class VideoInfo:
     height: int
     rotation: int  # clockwise degrees (0/90/180/270) applied to the output frames
     codec: str  # "h264", "mpeg4", ...; "jpeg" / "png" for frame folders
+    declared_frames: int | None = None  # what the container's index claims, when it says
+
+    @property
+    def truncated(self) -> bool:
+        """Far fewer frames decode than the container declares (a file cut short after its index)."""
+        if not self.declared_frames:
+            return False
+        lost = self.declared_frames - self.num_frames
+        return lost > max(2, TRUNCATION_TOLERANCE * self.declared_frames)
+
+    def truncation_warning(self) -> str | None:
+        """A one-line description of the loss, or None when the video is whole."""
+        if not self.truncated:
+            return None
+        return (f"truncated: only {self.num_frames} of the {self.declared_frames} frames "
+                f"the container declares are present")
 
 
 class VideoReader:
