@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
-from .argtypes import positive_float, positive_int, unit_interval
+from .argtypes import device, positive_float, positive_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="Open-VCLIP/FROSTER checkpoint: R*CLIP + (1-R)*checkpoint weights")
     model.add_argument("--frames", type=positive_int, default=None, help="frames per clip (default: the model's)")
     model.add_argument("--templates", default=None, help="prompt templates (default: the model's)")
-    model.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto)")
+    model.add_argument("--device", type=device, default="auto",
+                       help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
     model.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                        help="inference precision (default auto: fp16 on a GPU, fp32 on CPU)")
     model.add_argument("--sampling", default="segment", help="frame sampling, as for `ovar predict`")
@@ -69,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.zero_shot import load_model
     from ..serve.app import create_app
     from ..serve.service import ClassifyService, ServiceOptions
-    from .predict_cmd import _check_device
+    from ..devices import resolve_device
 
-    device = _check_device(args.device)
+    device = resolve_device(args.device)
     model = load_model(args.model, args.pretrained, device=device, frames=args.frames, templates=args.templates,
                        checkpoint=args.checkpoint, clip=args.clip, patch_ratio=args.patch_ratio)
     if getattr(model, "class_names", None) and "model" not in label_sets:
