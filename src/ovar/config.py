@@ -91,6 +91,13 @@ class EvalConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Checkpointing inside an epoch (for preemptible jobs)."""
+
+    save_every: int = 0  # optimiser steps between mid-epoch checkpoints; 0: at epoch ends only
+
+
+@dataclass
 class RunConfig:
     """Where outputs go and how the run behaves."""
 
@@ -113,6 +120,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
