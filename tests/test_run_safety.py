@@ -254,3 +254,43 @@ def test_kill_after_a_save_every_checkpoint_resumes_bit_identically(tmp_path, re
     assert "step 10" in err or "step 15" in err  # the newest save that completed before the kill
     _assert_same_weights(_weights(out), _weights(reference_subprocess))
     assert _train_records(out) == _train_records(reference_subprocess)  # steps after the save logged once
+
+
+# --- training inside a protocol ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_protocol_retrains_only_with_the_same_settings(tmp_path, capsys):
+    from protocol_data import make_protocol_data
+
+    data = make_protocol_data(tmp_path / "data")
+    few, out = data.lists / "fewshot", tmp_path / "few"
+    args = ["eval", "--protocol", "few-shot", "--root", str(data.root), "--train-list", str(few / "train.csv"),
+            "--list", str(few / "test.csv"), "--classes", str(few / "classes.csv"), "--shots", "1",
+            "--out", str(out), "--recipe", "text4vis", "--workers", "0", "--batch-size", "2",
+            "model.backbone=tiny", "model.pretrained=none", "data.frames=4", "data.batch_size=2",
+            "data.workers=0", "schedule.epochs=1", "schedule.warmup_epochs=0", "run.device=cpu"]
+    run = out / "runs" / "shots1"
+
+    def attempt(*more: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main([*args, *more])
+        return code, capsys.readouterr().err
+
+    # A first attempt that fails (a bad learning rate), after an earlier crash left a log
+    # and a config but no checkpoint: neither blocks the corrected attempt.
+    code, err = attempt("optim.lr=-1")
+    assert code == 2 and "optim.lr" in err
+    (run / "metrics.jsonl").write_text('{"kind": "train", "step": 5, "loss": 7.0}\n')
+    (run / "config.yaml").write_text("run: {seed: 99}\n")
+    code, err = attempt()
+    assert code == 0, err
+    assert (run / "final.pt").is_file()
+    assert all(r.get("loss") != 7.0 for r in read_metrics(run))  # nothing of the failed attempts
+    assert "seed: 99" not in (run / "config.yaml").read_text()
+
+    # Other training settings: the finished run (and the scores made with it) is not reused.
+    final = (run / "final.pt").read_bytes()
+    code, err = attempt("schedule.epochs=2")
+    assert code == 2 and "schedule.epochs" in err and len(err.strip().splitlines()) == 1
+    assert (run / "final.pt").read_bytes() == final
