@@ -88,7 +88,7 @@ def test_resolved_config_round_trips(tmp_path) -> None:
     out = save_resolved(cfg, tmp_path / "run")
     assert out == tmp_path / "run" / "config.yaml"
     written = yaml.safe_load(out.read_text())
-    assert set(written) == {"model", "data", "optim", "schedule", "eval", "run", "recipe"}
+    assert set(written) == {"model", "data", "optim", "schedule", "eval", "run", "train", "recipe"}
     assert written["optim"]["lr"] == pytest.approx(3e-4)
     assert load_config(out) == cfg
     assert yaml.safe_load(to_yaml(cfg)) == written
