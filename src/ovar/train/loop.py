@@ -141,7 +141,17 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     run_dir = Path(config.run.out_dir)
     precision = resolve_precision(config.run.precision, ctx.device)
     ckpts = CheckpointDir(run_dir / "checkpoints", config.run.keep_last)
-    check_run_dir(run_dir, resuming=config.run.resume is not None, overwrite=overwrite)
+    # Rank 0 alone looks at the folder: another rank, started later, could see the
+    # config.yaml that rank 0 has just written and refuse the run.
+    problem = None
+    if ctx.is_main:
+        try:
+            check_run_dir(run_dir, resuming=config.run.resume is not None, overwrite=overwrite)
+        except ConfigError as exc:
+            problem = str(exc)
+    problem = distributed.broadcast_object(problem)
+    if problem:
+        raise ConfigError(problem)
     found = resume_state(config, ckpts)
 
     seed_everything(config.run.seed)  # the same initial weights on every rank
