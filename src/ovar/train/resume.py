@@ -20,8 +20,8 @@ from .checkpoint import CheckpointDir, load
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("model", "optimizer", "epoch", "step")
-# Options that only say how to run, not what is trained: a resume may change them.
-BOOKKEEPING = ("run.resume", "run.out_dir", "run.keep_last", "run.log_every", "train.save_every",
+# Options that say how or where to run, not what is trained: a resume may change them.
+BOOKKEEPING = ("run.resume", "run.out_dir", "run.keep_last", "run.log_every", "run.device", "train.save_every",
                "data.workers")
 
 
