@@ -21,7 +21,6 @@ from videogen import make_video
 TINY = ["--model", "tiny", "--pretrained", "none"]
 TRAIN = ["--recipe", "toy_recipe:toy", "data.workers=0", "data.batch_size=8", "schedule.epochs=1",
          "schedule.warmup_epochs=0", "run.device=cpu"]
-TRAIN_XFAIL = pytest.mark.xfail(strict=False, reason="validated on train branch")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,10 @@ last evaluation).
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ class ToyOptions:
     eval_items: int = 30
     dropout: float = 0.0
     noise: float = 0.5
+    step_sleep: float = 0.0  # seconds per training step: slow enough to interrupt mid-epoch
+    sigterm_at_call: int = 0  # send SIGTERM to this process at that training step call (1-based)
 
 
 class ToyDataset(Dataset):
@@ -80,6 +85,11 @@ class ToyRecipe(Recipe):
                 ParamGroup("head", list(model.head.named_parameters(prefix="head")))]
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.options.step_sleep:
+            time.sleep(self.options.step_sleep)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.options.sigterm_at_call:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a cluster preempting the job would
         logits = model(batch["video"])
         loss = nn.functional.cross_entropy(logits, batch["label"])
         return {"loss": loss, "acc": (logits.argmax(1) == batch["label"]).float().mean()}

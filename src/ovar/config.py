@@ -105,8 +105,10 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    """Where training metrics go besides ``metrics.jsonl`` (see :mod:`ovar.train.loggers`)."""
+    """Mid-epoch checkpoints (for preemptible jobs) and where training metrics go besides
+    ``metrics.jsonl`` (see :mod:`ovar.train.loggers`)."""
 
+    save_every: int = 0  # optimiser steps between mid-epoch checkpoints; 0: at epoch ends only
     loggers: list[str] = field(default_factory=lambda: ["csv"])  # csv, tensorboard, wandb
     wandb_project: str = "ovar"
 

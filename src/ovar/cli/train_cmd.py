@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from ..errors import OvarError
@@ -21,7 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                        "ovar train --config FILE optim.lr=1e-5 data.frames=16")
     _common(train)
     train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
-                       help="continue a run: the latest checkpoint in run.out_dir, or the file given")
+                       help="continue a run: the newest intact checkpoint in run.out_dir, or the file given")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete what run.out_dir holds (an earlier run) and start afresh")
     train.set_defaults(handler=run_train)
 
 
@@ -60,7 +63,13 @@ def run_train(args: argparse.Namespace) -> int:
     from ..train import train
 
     config, recipe = _load(args)
-    result = train(config, recipe)
+    result = train(config, recipe, overwrite=args.overwrite)
+    if result.stopped:
+        # Preempted or interrupted: the checkpoint is written; a non-zero status tells a job
+        # script the run is not finished (128 + the signal's number, as a shell reports it).
+        print(f"ovar: stopped by {result.stopped} at epoch {result.epochs_completed + 1}, step {result.step}; "
+              f"checkpoint {result.checkpoint}; continue with --resume", file=sys.stderr)
+        return 128 + int(getattr(signal, result.stopped))
     if result.metrics:
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}), file=sys.stderr)
     return 0

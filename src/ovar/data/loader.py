@@ -155,9 +155,11 @@ class ShardedSampler(Sampler[int]):
         self.num_items, self.rank, self.world_size = num_items, rank, world_size
         self.shuffle, self.seed, self.pad, self.drop_last = shuffle, seed, pad, drop_last
         self.epoch = 0
+        self.start = 0  # leading positions of this rank's epoch to skip (a run resumed mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self.start = 0
 
     def order(self) -> list[int]:
         """All indices in this epoch's order, before sharding."""
@@ -177,7 +179,7 @@ class ShardedSampler(Sampler[int]):
         return order[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices())
+        return iter(self.indices()[self.start:])
 
     def __len__(self) -> int:
         if not self.pad:

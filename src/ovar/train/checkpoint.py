@@ -1,5 +1,10 @@
 """Training checkpoints: atomic writes, rotation (last N + best), RNG state as plain data.
 
+Epoch checkpoints are ``epoch_NNNN.pt``; a checkpoint taken inside an epoch (every
+``train.save_every`` steps, or on SIGTERM/SIGINT) is ``epoch_NNNN_step_SSSSSSSS.pt`` where
+``NNNN`` counts the epochs completed before it.  Only the newest mid-epoch file is kept,
+and none once a later epoch checkpoint exists.
+
 Everything saved loads with ``torch.load(weights_only=True)``: tensors, numbers, strings,
 lists and dicts only; RNG states are converted to tensors and lists, never pickled objects.
 """
@@ -18,6 +23,13 @@ import numpy as np
 import torch
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+_STEP_FILE = re.compile(r"^epoch_(\d+)_step_(\d+)\.pt$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
@@ -31,6 +43,8 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); a checkpoint gets a plain file's mode.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -93,9 +107,38 @@ class CheckpointDir:
         found = (_EPOCH_FILE.match(p.name) for p in self.dir.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
+    def step_path(self, epoch: int, step: int) -> Path:
+        return self.dir / f"epoch_{epoch:04d}_step_{step:08d}.pt"
+
+    def mid_epoch(self) -> list[tuple[int, int]]:
+        """``(epochs completed, step)`` of the mid-epoch checkpoints present, ascending."""
+        if not self.dir.is_dir():
+            return []
+        found = (_STEP_FILE.match(p.name) for p in self.dir.iterdir())
+        return sorted((int(m.group(1)), int(m.group(2))) for m in found if m)
+
+    def candidates(self) -> list[Path]:
+        """Every checkpoint present, newest first (a mid-epoch one is newer than the epoch
+        checkpoint it follows)."""
+        keyed = [((e, -1), self.path(e)) for e in self.epochs()]
+        keyed += [((e, s), self.step_path(e, s)) for e, s in self.mid_epoch()]
+        return [p for _, p in sorted(keyed, reverse=True)]
+
     def latest(self) -> Path | None:
-        epochs = self.epochs()
-        return self.path(epochs[-1]) if epochs else None
+        found = self.candidates()
+        return found[0] if found else None
+
+    def save_mid_epoch(self, state: dict[str, Any], epoch: int, step: int) -> Path:
+        """Write a mid-epoch checkpoint atomically, then delete older mid-epoch ones."""
+        path = save_atomic(state, self.step_path(epoch, step))
+        for e, s in self.mid_epoch():
+            if (e, s) != (epoch, step):
+                self.step_path(e, s).unlink(missing_ok=True)
+        return path
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete ``.*.tmp`` files left by writes that a crash interrupted; returns them."""
+        return remove_stale_temporaries(self.dir)
 
     def save(self, state: dict[str, Any], epoch: int, best_epoch: int | None) -> Path:
         """Write epoch ``epoch`` atomically, then delete those neither recent nor best."""
@@ -107,9 +150,24 @@ class CheckpointDir:
         for old in self.epochs():
             if old not in keep:
                 self.path(old).unlink(missing_ok=True)
+        for e, s in self.mid_epoch():  # superseded by this epoch checkpoint
+            if e < epoch:
+                self.step_path(e, s).unlink(missing_ok=True)
         if best_epoch is not None:
             _link_or_copy(self.path(best_epoch), self.dir / "best.pt")
         return path
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes (``.NAME.*.tmp``, ``NAME.tmp``)
+    directly in ``directory``; returns what was removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -29,14 +29,36 @@ def _plain(value: Any) -> Any:
 class MetricsLogger:
     """Appends one JSON object per event to ``<run_dir>/metrics.jsonl`` (and TensorBoard)."""
 
-    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None) -> None:
+        """``resume_step``: a run resumed from the checkpoint of that step replays what came
+        after it, so the records of later steps are dropped first (no duplicates)."""
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self._tb: Any = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:
+                self._drop_after(resume_step)
             if tensorboard:
-                self._tb = _tensorboard_writer(Path(run_dir) / "tensorboard")
+                purge = None if resume_step is None else resume_step + 1
+                self._tb = _tensorboard_writer(Path(run_dir) / "tensorboard", purge)
+
+    def _drop_after(self, step: int) -> None:
+        """Keep the records up to ``step`` (a torn last line from a killed run goes too)."""
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(self.path)
 
     def log(self, kind: str, step: int, **values: Any) -> None:
         """One line ``{"kind": kind, "step": step, "time": ..., **values}``."""
@@ -57,13 +79,14 @@ class MetricsLogger:
             self._tb = None
 
 
-def _tensorboard_writer(log_dir: Path) -> Any:
-    """A SummaryWriter, or None when TensorBoard is not installed (it is optional)."""
+def _tensorboard_writer(log_dir: Path, purge_step: int | None = None) -> Any:
+    """A SummaryWriter, or None when TensorBoard is not installed (it is optional);
+    ``purge_step`` hides the events of that step on that a resumed run writes again."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(log_dir))
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,100 @@
+"""Checks a training run makes before it writes anything: the configuration's values, and
+what the run folder already holds.
+
+A mistyped option must cost nothing: no half-created run folder, no overwritten config,
+no checkpoint of a run that never started.  :func:`check_config` catches values no type
+can (a zero frame count, a negative learning rate, an unknown sampling or device);
+:func:`check_run_dir` refuses to start a new run on top of an earlier one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..config import Config, ConfigError
+
+# What a training run writes into its folder; any of them means the folder holds a run.
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
+
+_POSITIVE_INT = ("data.frames", "model.frames")
+_NON_NEGATIVE_INT = ("train.save_every", "run.log_every")
+
+
+def _get(config: Config, dotted: str):
+    obj = config
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_config(config: Config) -> None:
+    """Raise :class:`ConfigError` naming the first training option whose value cannot work."""
+    for key in _POSITIVE_INT:
+        if _get(config, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
+    for key in _NON_NEGATIVE_INT:
+        if _get(config, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+    if not config.optim.lr > 0:  # also catches NaN
+        raise ConfigError(f"optim.lr: must be positive, got {config.optim.lr!r}")
+    if config.schedule.min_lr < 0:
+        raise ConfigError(f"schedule.min_lr: must not be negative, got {config.schedule.min_lr!r}")
+    if config.optim.grad_clip is not None and config.optim.grad_clip < 0:
+        raise ConfigError(f"optim.grad_clip: must not be negative, got {config.optim.grad_clip!r}")
+    _check_sampling(config)
+    check_device(config.run.device)
+
+
+def _check_sampling(config: Config) -> None:
+    from ..video import parse_sampling
+
+    try:
+        parse_sampling(config.data.sampling, frames=config.data.frames)
+    except ValueError as exc:
+        raise ConfigError(f"data.sampling: {exc}") from None
+
+
+def check_device(name: str) -> None:
+    """``run.device`` must be auto, cpu or cuda[:N] with that GPU present."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"run.device: unknown device {name!r} (expected auto, cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"run.device: unsupported device {name!r} (expected auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"run.device: {name!r} asked for, but no GPU is available (use cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"run.device: {name!r} asked for, but there are {torch.cuda.device_count()} GPUs")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds the outputs of an earlier training run."""
+    return any((run_dir / name).exists() for name in RUN_OUTPUTS)
+
+
+def check_run_dir(run_dir: Path, *, resuming: bool, overwrite: bool) -> None:
+    """A new run needs a folder without an earlier run in it, unless ``overwrite``."""
+    if resuming and overwrite:
+        raise ConfigError("--resume continues the run in the folder and --overwrite deletes it: pass one")
+    if not resuming and not overwrite and holds_run(run_dir):
+        raise ConfigError(f"{run_dir} already holds a training run: continue it with --resume, "
+                          f"or pass --overwrite to replace it (or choose another --out)")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Delete everything in ``run_dir`` (``--overwrite``): an earlier run's checkpoints, logs
+    and recipe files must not leak into the new one (e.g. a running weight average)."""
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
