@@ -171,7 +171,6 @@ CASES = [
     ("models-unknown-option", ["models", "--colour"], "--colour"),
     ("no-command", ["frobnicate"], "frobnicate"),
 ]
-TRAIN_VALIDATED_ELSEWHERE = {"train-frames-0", "train-lr-negative", "train-sampling", "train-resume-missing"}
 # An absent accelerator is a user error too (rows skipped where one is present).
 DEVICE_CASES = [(f"{cmd}-device-{dev}", argv, dev.split(":")[0].upper() if dev != "cuda:7" else "cuda")
                 for dev in ("cuda", "cuda:7", "mps")
@@ -204,7 +203,7 @@ def _check(argv: list[str], words: str, inputs: Path, tmp: Path, capsys) -> None
 
 
 @pytest.mark.parametrize("argv, words", [
-    pytest.param(argv, words, id=name, marks=[TRAIN_XFAIL] if name in TRAIN_VALIDATED_ELSEWHERE else [])
+    pytest.param(argv, words, id=name)
     for name, argv, words in CASES])
 def test_user_error_is_one_line_exit_2(argv, words, inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # toy_recipe for the train rows
