@@ -55,6 +55,10 @@ class DataConfig:
     batch_size: int = 8  # per process; the global batch is this x world size
     workers: int = 4
     shot: int | None = None  # K-shot training subset
+    shot_epoch: str | None = None  # "full": repeat the K-shot list to the full list's size | "subset"; None: the recipe's original
+    repeat: int = 1  # the training list is read this many times per epoch
+    test_scale: str | None = None  # "SHORT/CROP" or "1=256/224,3=224/224" per view layout; None: the recipe's original
+    flip: bool | None = None  # training horizontal flip; None: the recipe's original (off for SSv2-like data)
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped
 
@@ -119,8 +123,8 @@ class Config:
         _validate_values(self)
 
 
-_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16")}
-_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs")
+_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset")}
+_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat")
 _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
 
 
@@ -129,7 +133,7 @@ def _validate_values(config: Config) -> None:
     for key, choices in _CHOICES.items():
         value = _get(config, key)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
     for key in _POSITIVE:
         if _get(config, key) < 1:
             raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")

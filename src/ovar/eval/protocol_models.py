@@ -18,6 +18,7 @@ from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
 from ..models.backbone import ClipBackbone
 from ..video import build_eval_transform, parse_sampling, parse_views
+from ..video.eval_scale import eval_scale
 
 
 @dataclass
@@ -76,12 +77,14 @@ def find_backbone(model: nn.Module) -> ClipBackbone:
 
 
 def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames: int,
-                 settings: EvalSettings) -> VideoDataset:
-    """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each."""
+                 settings: EvalSettings, kind: str | None = None) -> VideoDataset:
+    """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each, at
+    the test scale of the original system ``kind`` (:mod:`ovar.video.eval_scale`)."""
     try:
         views = parse_views(settings.views)
         sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
-        transform = build_eval_transform(backbone.image_size, crop=views.spatial, mean=backbone.mean,
+        short, crop = eval_scale(kind, backbone.image_size, views.spatial)
+        transform = build_eval_transform(crop, crop=views.spatial, short_side=short, mean=backbone.mean,
                                          std=backbone.std)
     except ValueError as exc:
         raise OvarError(f"views/sampling: {exc}") from None
@@ -96,6 +99,7 @@ class Loaded:
     scorer: Any  # ovar.eval.scorers.ModelScorer | RecipeScorer
     backbone: ClipBackbone
     frames: int
+    kind: str | None = None  # the original system whose test scale applies (None: plain CLIP)
 
 
 @dataclass
@@ -122,7 +126,8 @@ def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = 
 
     model = model.to(settings.torch_device()).eval()
     scorer = ModelScorer(model, fusion=settings.fusion)
-    return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames))
+    return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames),
+                  getattr(model, "kind", None))
 
 
 def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Loaded:
@@ -130,7 +135,8 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
     from .scorers import RecipeScorer
 
     model = model.to(settings.torch_device()).eval()
-    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), recipe.config.data.frames)
+    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), recipe.config.data.frames,
+                  getattr(recipe, "original", None))
 
 
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:

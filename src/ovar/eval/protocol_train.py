@@ -54,10 +54,22 @@ class RecipeSpec:
         return recipe_checkpoint(lambda: self.build(config), path, settings)
 
 
+def few_shot_repeat(spec: RecipeSpec, config: Config, shot: int, num_full: int, num_classes: int) -> int:
+    """``data.repeat`` of a K-shot run: ``⌊N_full / (K·C)⌋`` when the recipe (or
+    ``data.shot_epoch``) makes a few-shot epoch as long as the full set (Text4Vis), else 1."""
+    from ..recipes import load_recipe
+    from ..recipes.video_data import few_shot_repeats
+
+    rule = config.data.shot_epoch or getattr(load_recipe(spec.name(config)), "few_shot_epoch", "subset")
+    return few_shot_repeats(rule, num_full, shot, num_classes)
+
+
 def train_source(spec: RecipeSpec, run_dir: Path, records: Sequence[VideoRecord], class_names: Sequence[str],
-                 settings: EvalSettings, label: str) -> ModelSource:
+                 settings: EvalSettings, label: str, few_shot: tuple[int, int] | None = None) -> ModelSource:
     """A model trained on ``records`` (labels index ``class_names``) in ``run_dir``, lazily.
 
+    ``few_shot = (K, N_full)`` marks ``records`` as a K-shot draw from a list of ``N_full``
+    videos, repeated per epoch as the recipe's original does (:func:`few_shot_repeat`).
     Nothing is trained until the model is first needed, so a protocol re-run whose
     evaluations all finished does not touch the run.
     """
@@ -69,9 +81,12 @@ def train_source(spec: RecipeSpec, run_dir: Path, records: Sequence[VideoRecord]
         train_list = write_list(records, run_dir / "train_list.csv")
         classes = run_dir / "classes.json"
         classes.write_text(json.dumps({str(i): n for i, n in enumerate(class_names)}, indent=1), encoding="utf-8")
-        config = spec.config(f"data.root={settings.root}", f"data.train_list={train_list}",
-                             f"data.classes={classes}", "data.val_list=", "data.shot=", f"run.out_dir={run_dir}",
-                             "run.resume=auto")
+        more = [f"data.root={settings.root}", f"data.train_list={train_list}", f"data.classes={classes}",
+                "data.val_list=", "data.shot=", f"run.out_dir={run_dir}", "run.resume=auto"]
+        config = spec.config(*more)
+        if few_shot is not None:
+            repeat = few_shot_repeat(spec, config, few_shot[0], few_shot[1], len(class_names))
+            config = spec.config(*more, f"data.repeat={repeat * config.data.repeat}")
         recipe = spec.build(config)
         final = run_dir / "final.pt"
         if final.is_file():  # finished before: the state after finalize() was saved here

@@ -11,10 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..errors import LabelError, VideoDecodeError
+from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
 from ..video import build_eval_transform, parse_sampling, parse_views
+from ..video.eval_scale import eval_scale
 from .inputs import expand_inputs
 from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
@@ -26,7 +27,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             templates: str | Sequence[str] | None = None, descriptions: str | os.PathLike | None = None,
             top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
             segments: float | None = None, workers: int | None = None,
-            progress: bool = False) -> VideoPrediction | list[VideoPrediction]:
+            progress: bool = False, test_scale: str | None = None) -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -35,6 +36,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``model`` is a loaded model or a backbone name (loaded with ``pretrained``).
     ``labels`` may be omitted when ``descriptions`` (a ``{"0": "Name: text"}`` file) is given.
     ``segments=S`` also classifies consecutive S-second windows of each video.
+    ``test_scale`` (``"256/224"``, see :mod:`ovar.video.eval_scale`) overrides the test
+    scale of the system the model comes from (plain CLIP: short side = crop size).
     """
     names, description_texts = _class_texts(labels, descriptions)
     single_input = isinstance(videos, (str, os.PathLike))
@@ -47,7 +50,11 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
 
     sampler = parse_sampling(sampling, frames=frames or model.frames)
     temporal, spatial = parse_views(views)
-    transform = build_eval_transform(model.image_size, crop="three" if spatial == 3 else "center",
+    try:
+        short, crop = eval_scale(getattr(model, "kind", None), model.image_size, spatial, test_scale)
+    except ValueError as exc:
+        raise OvarError(f"test scale: {exc}") from None
+    transform = build_eval_transform(crop, crop="three" if spatial == 3 else "center", short_side=short,
                                      mean=model.backbone.mean, std=model.backbone.std)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 

@@ -31,3 +31,17 @@ def symmetric_kl_loss(video: torch.Tensor, text: torch.Tensor, labels: torch.Ten
     v2t = F.kl_div(logits.log_softmax(dim=-1), targets, reduction="sum") / batch
     t2v = F.kl_div(logits.t().log_softmax(dim=-1), targets, reduction="sum") / batch
     return (v2t + t2v) / 2
+
+
+def global_symmetric_kl_loss(video: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                             logit_scale: torch.Tensor) -> torch.Tensor:
+    """:func:`symmetric_kl_loss` over the batch of every process (torchrun), as ActionCLIP's
+    single-process DataParallel computes it over its whole batch.
+
+    Embeddings are gathered with gradients and labels without, so the same-class targets
+    span the gathered batch; under DDP the result (loss and parameter gradients) equals
+    one process on the concatenated batch.  Without a process group it is the plain loss.
+    """
+    from ..train.distributed import gather_no_grad, gather_with_grad
+
+    return symmetric_kl_loss(gather_with_grad(video), gather_with_grad(text), gather_no_grad(labels), logit_scale)

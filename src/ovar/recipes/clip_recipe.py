@@ -39,11 +39,12 @@ class ClipVideoRecipe(Recipe):
 
     def train_dataset(self):
         model = self._shape_source()
-        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment())
+        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment(),
+                                        few_shot_epoch=self.few_shot_epoch)
 
     def eval_dataset(self):
         model = self._shape_source()
-        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std)
+        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std, kind=self.original)
 
     def augment(self) -> video_data.Augment:
         return video_data.Augment()

@@ -49,9 +49,7 @@ class EVLOptions:
 
     num_layers: int = 4
     flip: bool = False  # the original never flips
-    # timm rand-m7-n4 applies each of 4 ops with p=0.5 (2 on average) at 7/10 of the range;
-    # torchvision's RandAugment always applies its ops, magnitude on a 0-30 scale.
-    rand_augment: tuple[int, int] | None = (2, 21)
+    rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec, as released; null: none
     fixed_views: int = 0  # >0: epoch e uses the seeded view e mod fixed_views (no cache needed)
     cache: CacheOptions = field(default_factory=CacheOptions)
 
@@ -115,6 +113,7 @@ class FixedViewDataset(Dataset):
 @register_recipe("evl")
 class EVLRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"
+    original = "evl"
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(EVLOptions)
@@ -127,7 +126,7 @@ class EVLRecipe(ClipVideoRecipe):
 
     def augment(self) -> Augment:
         return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
-                       rand_augment=self.opts.rand_augment)
+                       timm_rand_augment=self.opts.rand_augment)
 
     def build_model(self) -> nn.Module:
         model = EVLModel(self.backbone(), class_names=self.class_names, num_frames=self.config.data.frames,

@@ -74,6 +74,7 @@ class OpenVCLIPTrainer(nn.Module):
 @register_recipe("open_vclip")
 class OpenVCLIPRecipe(ClipVideoRecipe):
     view_fusion = "sum_logits"
+    original = "open_vclip"
     options_class = OpenVCLIPOptions
 
     def __init__(self, config) -> None:

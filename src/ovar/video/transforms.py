@@ -300,10 +300,12 @@ build_eval_transform = EvalTransform
 class TrainTransform:
     """uint8 clip ``(T, C, H, W)`` -> float32 ``(T, C, size, size)``, random per call.
 
-    Order: optional short-side resize -> RandAugment (at input resolution, as in
-    EVL) -> spatial crop -> flip -> grayscale -> normalise. The spatial crop is the
-    short-side jitter + random crop when ``jitter`` is given, else a random resized
-    crop when ``random_resized_crop``, else resize + centre crop.
+    Order: optional short-side resize -> timm RandAugment / torchvision RandAugment
+    (at input resolution, as in EVL) -> spatial crop -> flip -> colour jitter ->
+    grayscale -> normalise. The spatial crop is TSN's multi-scale crop when
+    ``multi_scale_crop`` gives its scales, else the short-side jitter + random crop
+    when ``jitter`` is given, else a random resized crop when ``random_resized_crop``,
+    else resize + centre crop (see :mod:`ovar.video.clip_augment`).
     """
 
     def __init__(
@@ -321,7 +323,12 @@ class TrainTransform:
         interpolation: Interpolation = "bilinear",
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        multi_scale_crop: Sequence[float] | None = None,
+        color_jitter: tuple[float, float, float, float, float] | None = None,
+        timm_rand_augment: str | None = None,
     ) -> None:
+        from .clip_augment import MultiScaleCrop, TimmRandAugment, make_color_jitter
+
         _check_size(size)
         for name, p in (("flip", flip), ("grayscale", grayscale)):
             if not 0.0 <= p <= 1.0:
@@ -330,9 +337,13 @@ class TrainTransform:
         if short_side is not None:
             _check_size(short_side, "short_side")
             ops.append(v2.Resize(short_side, interpolation=_mode(interpolation), antialias=True))
+        if timm_rand_augment is not None:
+            ops.append(TimmRandAugment(timm_rand_augment, mean))
         if rand_augment is not None:
             ops.append(make_rand_augment(*rand_augment))
-        if jitter is not None:
+        if multi_scale_crop is not None:
+            ops.append(MultiScaleCrop(size, multi_scale_crop, interpolation=_mode(interpolation)))
+        elif jitter is not None:
             ops.append(make_short_side_jitter_crop(size, jitter, interpolation))
         elif random_resized_crop:
             ops.append(make_random_resized_crop(size, scale, ratio, interpolation))
@@ -341,6 +352,8 @@ class TrainTransform:
                     v2.CenterCrop(size)]
         if flip > 0:
             ops.append(make_flip(flip))
+        if color_jitter is not None:
+            ops.append(make_color_jitter(*color_jitter))
         if grayscale > 0:
             ops.append(v2.RandomGrayscale(grayscale))
         self.size = size
