@@ -23,6 +23,11 @@ class ClipVideoRecipe(Recipe):
     """Base of recipes whose model is a :class:`VideoTextModel` held by a training wrapper
     (attribute ``model``) and trained on ``data.*`` lists of labelled videos."""
 
+    original: str | None = None
+    """The original system whose test scale this recipe follows (:mod:`ovar.video.eval_scale`)."""
+    few_shot_epoch: str = "subset"
+    """``data.shot_epoch`` default: ``"full"`` repeats a K-shot list to the full list's size."""
+
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)
