@@ -57,6 +57,8 @@ class DataConfig:
     shot: int | None = None  # K-shot training subset
     shot_epoch: str | None = None  # "full": repeat the K-shot list to the full list's size | "subset"; None: the recipe's original
     repeat: int = 1  # the training list is read this many times per epoch
+    drop_last: bool | None = None  # skip the last partial training batch; None: the recipe's original
+    test_frames: str | None = None  # segment test frames: middle | tsn_offset | start; None: the recipe's original
     test_scale: str | None = None  # "SHORT/CROP" or "1=256/224,3=224/224" per view layout; None: the recipe's original
     flip: bool | None = None  # training horizontal flip; None: the recipe's original (off for SSv2-like data)
     seed: int = 0
@@ -123,7 +125,8 @@ class Config:
         _validate_values(self)
 
 
-_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset")}
+_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset"),
+            "data.test_frames": (None, "middle", "tsn_offset", "start")}
 _POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat")
 _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
 

@@ -6,6 +6,7 @@ Lazy because a resumed protocol whose parts are all finished should not load any
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +19,7 @@ from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
 from ..models.backbone import ClipBackbone
 from ..video import build_eval_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale
+from ..video.eval_scale import eval_scale, segment_position
 
 
 @dataclass
@@ -83,6 +84,8 @@ def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames:
     try:
         views = parse_views(settings.views)
         sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
+        if sampler.kind == "segment":
+            sampler = dataclasses.replace(sampler, position=segment_position(kind))
         short, crop = eval_scale(kind, backbone.image_size, views.spatial)
         transform = build_eval_transform(crop, crop=views.spatial, short_side=short, mean=backbone.mean,
                                          std=backbone.std)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections import defaultdict
 from contextlib import nullcontext
@@ -15,7 +17,7 @@ from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
 from ..video import build_eval_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale
+from ..video.eval_scale import eval_scale, segment_position
 from .inputs import expand_inputs
 from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
@@ -49,6 +51,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     model.eval()
 
     sampler = parse_sampling(sampling, frames=frames or model.frames)
+    if sampler.kind == "segment":  # the test frames of the system the model comes from
+        sampler = dataclasses.replace(sampler, position=segment_position(getattr(model, "kind", None)))
     temporal, spatial = parse_views(views)
     try:
         short, crop = eval_scale(getattr(model, "kind", None), model.image_size, spatial, test_scale)

@@ -64,8 +64,10 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         return ActionCLIPTrainer(model)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        text, visual, fusion = ParamGroup("text"), ParamGroup("visual", lr_scale=self.opts.visual_lr_ratio), \
-            ParamGroup("fusion", lr_scale=self.opts.fusion_lr_ratio)
+        # The original's AdamW decays every parameter (no bias/norm exemption).
+        text, visual, fusion = ParamGroup("text", decay_rule="all"), \
+            ParamGroup("visual", lr_scale=self.opts.visual_lr_ratio, decay_rule="all"), \
+            ParamGroup("fusion", lr_scale=self.opts.fusion_lr_ratio, decay_rule="all")
         for name, param in model.named_parameters():
             if name.startswith("model.video_encoder.fusion."):
                 fusion.params.append((name, param))

@@ -28,6 +28,12 @@ class ClipVideoRecipe(Recipe):
     few_shot_epoch: str = "subset"
     """``data.shot_epoch`` default: ``"full"`` repeats a K-shot list to the full list's size."""
 
+    @property
+    def drop_last(self) -> bool:
+        """Whether training skips the last partial batch: ``data.drop_last``, else True (all
+        five originals' training loaders drop it)."""
+        return True if self.config.data.drop_last is None else self.config.data.drop_last
+
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)

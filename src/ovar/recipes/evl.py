@@ -142,7 +142,9 @@ class EVLRecipe(ClipVideoRecipe):
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
-        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+        # wd on every trainable parameter, as released (norms, biases and the query included).
+        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                           decay_rule="all")]
 
     def train_dataset(self) -> Dataset:
         base = super().train_dataset()

@@ -124,7 +124,9 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         return self._anchor
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+        # ZERO_WD_1D_PARAM: biases and 1-D tensors are exempt, the 0-D logit_scale decays.
+        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                           decay_rule="no_vectors")]
 
     # --- training ----------------------------------------------------------------------
 

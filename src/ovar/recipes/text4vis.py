@@ -60,8 +60,9 @@ class Text4VisRecipe(ClipVideoRecipe):
         return Text4VisTrainer(model, classifier)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio)
-        fusion = ParamGroup("fusion")
+        # Weight decay on everything, as released (no bias/norm exemption).
+        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio, decay_rule="all")
+        fusion = ParamGroup("fusion", decay_rule="all")
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue  # the text tower stays as pretrained

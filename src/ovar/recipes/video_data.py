@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -10,7 +11,7 @@ from ..data.dataset import VideoDataset
 from ..data.lists import read_list
 from ..data.subsets import k_shot
 from ..video import build_eval_transform, build_train_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale
+from ..video.eval_scale import eval_scale, segment_position
 
 
 @dataclass(frozen=True)
@@ -102,5 +103,7 @@ def eval_dataset(config: Config, image_size: int, mean: Sequence[float], std: Se
     views = parse_views(config.eval.views)
     transform = eval_transform(config, kind, image_size, views.spatial, mean, std)
     sampler = parse_sampling(config.data.sampling, frames=config.data.frames, num_clips=views.temporal)
+    if sampler.kind == "segment":
+        sampler = dataclasses.replace(sampler, position=segment_position(kind, config.data.test_frames))
     return VideoDataset(records, config.data.root, sampler, transform, train=False, views=views,
                         seed=config.data.seed, strict=config.data.strict)

@@ -22,6 +22,11 @@ ORIGINAL_RATIO: dict[str, dict[int, float]] = {
     "open_vclip": {1: 1.0, 3: 1.0},  # PySlowFast test: short side = TEST_CROP_SIZE
     "froster": {1: 1.0, 3: 1.0},
 }
+# Single-clip test frame of each TSN segment (ovar.video.sampling.segment_indices).
+ORIGINAL_SEGMENT_POSITION: dict[str, str] = {
+    "actionclip": "tsn_offset",  # int((k + 0.5) * n / T - 0.5)
+    "text4vis": "start",  # int(k * n / T)
+}
 LAYOUTS = (1, 3)
 _PART = re.compile(r"^(\d+)(?:/(\d+))?$")
 
@@ -67,3 +72,9 @@ def eval_scale(kind: str | None, image_size: int, spatial: int, override: str | 
             return short, crop
     ratio = ORIGINAL_RATIO.get(kind or "", {}).get(spatial, 1.0)
     return int(round(image_size * ratio)), image_size
+
+
+def segment_position(kind: str | None, override: str | None = None) -> str:
+    """Which frame of each segment a single test clip takes: ``override``
+    (``data.test_frames``), else the original system's, else the segment middle."""
+    return override or ORIGINAL_SEGMENT_POSITION.get(kind or "", "middle")
