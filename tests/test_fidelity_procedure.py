@@ -116,3 +116,61 @@ def test_flip_switch(dataset, tmp_path, setting, p) -> None:
     transform = load_recipe("text4vis")(_config(dataset, tmp_path, "text4vis", *setting)).train_dataset().transform
     flips = [op.p for op in transform.ops.transforms if type(op).__name__ == "RandomHorizontalFlip"]
     assert flips == ([] if p is None else [p])
+
+
+# ------------------------------------------------------------ fine-tuning, EVL options
+
+
+def test_init_from_a_trained_checkpoint_and_a_model_file(dataset, tmp_path) -> None:
+    from ovar.models.model_file import save_model_file
+    from ovar.recipes.init_from import init_from
+
+    config = _config(dataset, tmp_path, "actionclip")
+    recipe = load_recipe("actionclip")(config)
+    torch.manual_seed(1)
+    source = recipe.build_model()
+    with torch.no_grad():
+        source.model.video_encoder.fusion.frame_position_embeddings.weight.add_(0.25)
+    torch.save({"model": source.state_dict()}, tmp_path / "final.pt")
+    save_model_file(tmp_path / "model.pt", source.model)
+    for path in (tmp_path, tmp_path / "model.pt"):  # a run folder (final.pt) and a model file
+        torch.manual_seed(2)
+        fresh = recipe.build_model()
+        assert not torch.equal(fresh.state_dict()["model.video_encoder.fusion.frame_position_embeddings.weight"],
+                               source.state_dict()["model.video_encoder.fusion.frame_position_embeddings.weight"])
+        init_from(fresh, path)
+        for key, value in source.state_dict().items():
+            torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_init_from_runs_in_the_engine_and_keeps_new_class_tensors(dataset, tmp_path) -> None:
+    from ovar.errors import OvarError
+
+    base = _config(dataset, tmp_path, "evl", "recipe.num_layers=2")
+    recipe = load_recipe("evl")(base)
+    torch.manual_seed(1)
+    source = recipe.build_model()
+    torch.save({"model": source.state_dict()}, tmp_path / "k400.pt")
+    # A new dataset with 2 classes: the head's class rows keep their initialisation.
+    (dataset / "two.csv").write_text("id,name\n0,archery\n1,surfing water\n")
+    config = _config(dataset, tmp_path, "evl", "recipe.num_layers=2", f"data.classes={dataset / 'two.csv'}",
+                     f"model.init_from={tmp_path / 'k400.pt'}")
+    new = load_recipe("evl")(config)
+    model = new.build_model()
+    new.initialize(model)
+    own, old = model.state_dict(), source.state_dict()
+    same = [k for k in own if own[k].shape == old[k].shape]
+    assert all(torch.equal(own[k], old[k]) for k in same)
+    assert [k for k in own if own[k].shape != old[k].shape]  # the class-dependent head
+    with pytest.raises(OvarError, match="init_from"):
+        new_config = _config(dataset, tmp_path, "evl", "recipe.num_layers=2", f"model.init_from={tmp_path / 'x.pt'}")
+        load_recipe("evl")(new_config).initialize(model)
+
+
+def test_evl_tsn_sampling_is_for_training_only(dataset, tmp_path) -> None:
+    config = _config(dataset, tmp_path, "evl", "recipe.num_layers=2", "data.sampling=4x2", "recipe.tsn_sampling=true")
+    recipe = load_recipe("evl")(config)
+    assert recipe.train_dataset().sampler.kind == "segment"
+    assert recipe.eval_dataset().sampler.kind == "dense"
+    plain = load_recipe("evl")(_config(dataset, tmp_path, "evl", "recipe.num_layers=2", "data.sampling=4x2"))
+    assert plain.train_dataset().sampler.kind == "dense"

@@ -40,6 +40,7 @@ class ModelConfig:
     backbone: str = "ViT-B-16"
     pretrained: str | None = "openai"
     frames: int = 8
+    init_from: str | None = None  # fine-tune: weights of a trained run/model file (same-shape tensors)
 
 
 @dataclass

@@ -68,6 +68,15 @@ class Recipe(ABC):
         """
         return [ParamGroup("all", list(model.named_parameters()))]
 
+    def initialize(self, model: nn.Module) -> None:
+        """Start from ``model.init_from`` (a trained checkpoint or model file) when set:
+        same-name, same-shape tensors are copied (see :mod:`ovar.recipes.init_from`)."""
+        source = getattr(self.config.model, "init_from", None)
+        if source:
+            from .init_from import init_from
+
+            init_from(model, source)
+
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor | dict[str, Any]:
         """The loss of one (micro-)batch, or a dict with ``"loss"`` and other scalars to log.

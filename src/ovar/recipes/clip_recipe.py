@@ -51,7 +51,11 @@ class ClipVideoRecipe(Recipe):
     def train_dataset(self):
         model = self._shape_source()
         return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment(),
-                                        few_shot_epoch=self.few_shot_epoch)
+                                        few_shot_epoch=self.few_shot_epoch, sampling=self.train_sampling())
+
+    def train_sampling(self) -> str | None:
+        """Training frame sampling when it differs from ``data.sampling`` (used for testing)."""
+        return None
 
     def eval_dataset(self):
         model = self._shape_source()

@@ -52,11 +52,13 @@ def few_shot_repeats(rule: str, num_full: int, shot: int, num_classes: int) -> i
 
 
 def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: Sequence[float],
-                  augment: Augment = Augment(), few_shot_epoch: str = "subset") -> VideoDataset:
+                  augment: Augment = Augment(), few_shot_epoch: str = "subset",
+                  sampling: str | None = None) -> VideoDataset:
     """``data.train_list`` under ``data.root``, K-shot when ``data.shot`` is set.
 
     A K-shot list is repeated per ``data.shot_epoch`` (default ``few_shot_epoch``, the
     recipe's original rule); the whole list is then repeated ``data.repeat`` times.
+    ``sampling`` replaces ``data.sampling`` for training only (EVL's ``tsn_sampling``).
     """
     if not config.data.train_list:
         raise ConfigError("data.train_list: no training list given")
@@ -77,7 +79,7 @@ def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: S
                                       grayscale=augment.grayscale, mean=mean, std=std,
                                       multi_scale_crop=augment.multi_scale_crop,
                                       color_jitter=augment.color_jitter, timm_rand_augment=augment.timm_rand_augment)
-    sampler = parse_sampling(config.data.sampling, frames=config.data.frames)
+    sampler = parse_sampling(sampling or config.data.sampling, frames=config.data.frames)
     return VideoDataset(records, config.data.root, sampler, transform, train=True, seed=config.data.seed,
                         strict=config.data.strict)
 

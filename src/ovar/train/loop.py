@@ -127,7 +127,9 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     logger = MetricsLogger(run_dir, enabled=ctx.is_main)
 
     seed_everything(config.run.seed)  # the same initial weights on every rank
-    model = recipe.build_model().to(ctx.device)
+    model = recipe.build_model()
+    recipe.initialize(model)  # model.init_from (fine-tuning); a resumed run overwrites it
+    model = model.to(ctx.device)
     optimizer = build_optimizer(model, recipe.param_groups(model), config.optim)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     train_set = recipe.train_dataset()
