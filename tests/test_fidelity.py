@@ -221,3 +221,27 @@ def test_multi_scale_crop_boxes() -> None:
     params = crop.make_params([clip])
     assert (params["width"], params["height"]) in pairs
     assert (params["left"], params["top"]) in crop.offsets(256, 340, params["width"], params["height"])
+
+
+# ------------------------------------------------------- Text4Vis 5- and 10-crop testing
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def test_five_and_ten_crops_at_text4vis_scale() -> None:
+    clip = _known_frame()
+    config = load_config(None, [])
+    ten = video_data.eval_transform(config, "text4vis", 224, 10, CLIP_MEAN, CLIP_STD)(clip)
+    five = video_data.eval_transform(config, "text4vis", 224, 5, CLIP_MEAN, CLIP_STD)(clip)
+    assert ten.shape == (10, 2, 3, 224, 224) and five.shape == (5, 2, 3, 224, 224)
+    resized = TF.resize(clip, [256], interpolation=v2.InterpolationMode.BICUBIC, antialias=True)  # 256 x 341
+    torch.testing.assert_close(ten[0], _norm(resized[..., :224, :224]))  # top-left
+    torch.testing.assert_close(ten[1], _norm(resized[..., :224, -224:]))  # top-right
+    torch.testing.assert_close(ten[4], _norm(resized[..., 16:240, 58:282]))  # centre
+    # torchvision mirrors the frame, then takes its five crops: crop 5 is the mirrored top-right
+    # (Text4Vis lists the same ten views, each mirror next to its box; views are averaged).
+    torch.testing.assert_close(ten[5], _norm(resized[..., :224, -224:].flip(-1)))
+    torch.testing.assert_close(five, ten[:5])

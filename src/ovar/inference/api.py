@@ -58,7 +58,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
         short, crop = eval_scale(getattr(model, "kind", None), model.image_size, spatial, test_scale)
     except ValueError as exc:
         raise OvarError(f"test scale: {exc}") from None
-    transform = build_eval_transform(crop, crop="three" if spatial == 3 else "center", short_side=short,
+    transform = build_eval_transform(crop, crop=spatial, short_side=short,
                                      mean=model.backbone.mean, std=model.backbone.std)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 

@@ -92,7 +92,7 @@ def eval_transform(config: Config, kind: str | None, image_size: int, spatial: i
         short, crop = eval_scale(kind, image_size, spatial, config.data.test_scale)
     except ValueError as exc:
         raise ConfigError(f"data.test_scale: {exc}") from None
-    return build_eval_transform(crop, crop="three" if spatial == 3 else "center", short_side=short,
+    return build_eval_transform(crop, crop=spatial, short_side=short,
                                 mean=mean, std=std)
 
 

@@ -27,7 +27,7 @@ ORIGINAL_SEGMENT_POSITION: dict[str, str] = {
     "actionclip": "tsn_offset",  # int((k + 0.5) * n / T - 0.5)
     "text4vis": "start",  # int(k * n / T)
 }
-LAYOUTS = (1, 3)
+LAYOUTS = (1, 3, 5, 10)
 _PART = re.compile(r"^(\d+)(?:/(\d+))?$")
 
 
@@ -42,8 +42,8 @@ def parse_eval_scale(text: str) -> dict[int, tuple[int, int | None]]:
         layouts: tuple[int, ...] = LAYOUTS
         if "=" in part:
             head, _, part = part.partition("=")
-            if head not in ("1", "3"):
-                raise ValueError(f"test scale {text!r}: view layout must be 1 or 3 crops, got {head!r}")
+            if head not in ("1", "3", "5", "10"):
+                raise ValueError(f"test scale {text!r}: view layout must be 1, 3, 5 or 10 crops, got {head!r}")
             layouts = (int(head),)
         m = _PART.match(part)
         if not m:
@@ -70,7 +70,8 @@ def eval_scale(kind: str | None, image_size: int, spatial: int, override: str | 
             if crop > short:
                 raise ValueError(f"test scale {override!r}: short side {short} is below the crop size {crop}")
             return short, crop
-    ratio = ORIGINAL_RATIO.get(kind or "", {}).get(spatial, 1.0)
+    ratios = ORIGINAL_RATIO.get(kind or "", {})
+    ratio = ratios.get(spatial, ratios.get(1, 1.0))  # 5 / 10 crops (Text4Vis): its single-crop scale
     return int(round(image_size * ratio)), image_size
 
 

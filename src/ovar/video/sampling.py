@@ -335,8 +335,8 @@ class Views(NamedTuple):
 def _check_views(temporal: int, spatial: int) -> Views:
     _check_positive("temporal clips", temporal)
     _check_positive("spatial crops", spatial)
-    if spatial not in (1, 3):
-        raise ValueError(f"spatial crops must be 1 or 3, got {spatial}")
+    if spatial not in (1, 3, 5, 10):
+        raise ValueError(f"spatial crops must be 1, 3, 5 or 10, got {spatial}")
     return Views(temporal, spatial)
 
 

@@ -245,14 +245,15 @@ def make_short_side_jitter_crop(
 # ------------------------------------------------------------------------------ pipelines
 
 
-_CROPS: dict[str | int, int] = {"center": 1, "centre": 1, "three": 3, 1: 1, 3: 3}
+_CROPS: dict[str | int, int] = {"center": 1, "centre": 1, "three": 3, "five": 5, "ten": 10, 1: 1, 3: 3, 5: 5, 10: 10}
 
 
 class EvalTransform:
     """uint8 clip ``(T, C, H, W)`` -> float32 ``(num_crops, T, C, size, size)``.
 
-    Resize the short side to ``short_side`` (default ``size``), take the centre crop
-    or the three long-side crops, and normalise.
+    Resize the short side to ``short_side`` (default ``size``), take the centre crop,
+    the three long-side crops, or Text4Vis's 5 (corners + centre) / 10 (those and their
+    mirror images) crops (torchvision ``five_crop`` / ``ten_crop``), and normalise.
     """
 
     def __init__(
@@ -271,7 +272,7 @@ class EvalTransform:
             raise ValueError(f"short_side {short_side} must be >= crop size {size}")
         crops = None if isinstance(crop, bool) else _CROPS.get(crop)
         if crops is None:
-            raise ValueError(f"crop must be 'center' or 'three' (or 1 / 3), got {crop!r}")
+            raise ValueError(f"crop must be 'center', 'three', 'five' or 'ten' (or 1 / 3 / 5 / 10), got {crop!r}")
         _mode(interpolation)
         self.size, self.short_side, self.num_crops = size, short_side, crops
         self.interpolation = interpolation
@@ -279,11 +280,15 @@ class EvalTransform:
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         resized = resize_short(clip, self.short_side, self.interpolation)
-        views = (
-            [center_crop(resized, self.size)]
-            if self.num_crops == 1
-            else three_crops(resized, self.size)
-        )
+        if self.num_crops in (5, 10):
+            _check_fits(resized, self.size)
+            video = _video(resized)
+            crops = F.five_crop(video, self.size) if self.num_crops == 5 else F.ten_crop(video, self.size)
+            views = [_plain(c) for c in crops]
+        elif self.num_crops == 1:
+            views = [center_crop(resized, self.size)]
+        else:
+            views = three_crops(resized, self.size)
         return torch.stack([normalize(v, self.mean, self.std) for v in views])
 
     def __repr__(self) -> str:
