@@ -174,3 +174,44 @@ def test_evl_tsn_sampling_is_for_training_only(dataset, tmp_path) -> None:
     assert recipe.eval_dataset().sampler.kind == "dense"
     plain = load_recipe("evl")(_config(dataset, tmp_path, "evl", "recipe.num_layers=2", "data.sampling=4x2"))
     assert plain.train_dataset().sampler.kind == "dense"
+
+
+# ------------------------------------------------------------- Text4Vis NCE variants
+
+
+def test_text4vis_nce_loss_variants() -> None:
+    from ovar.losses.symmetric_kl import dual_softmax, same_label_targets, symmetric_kl_loss
+
+    g = torch.Generator().manual_seed(4)
+    video, text = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    labels, scale = torch.tensor([2, 0, 2, 1, 0]), torch.tensor(20.0)
+    logits = scale * nn.functional.normalize(video, dim=-1) @ nn.functional.normalize(text, dim=-1).t()
+    # Independent forms: DS re-weights each column by its softmax at temperature 1000, times B.
+    weights = torch.exp(logits / 1000) / torch.exp(logits / 1000).sum(dim=0, keepdim=True)
+    torch.testing.assert_close(dual_softmax(logits), logits * weights * 5)
+    target = same_label_targets(labels)
+
+    def kl(z):
+        return (target * (target.log() - z.log_softmax(-1))).sum() / 5
+
+    ds = (kl(dual_softmax(logits)) + kl(dual_softmax(logits.t()))) / 2
+    torch.testing.assert_close(symmetric_kl_loss(video, text, labels, scale, mode="ds"), ds)
+    ce = (nn.functional.cross_entropy(logits, torch.arange(5)) + nn.functional.cross_entropy(logits.t(), torch.arange(5))) / 2
+    torch.testing.assert_close(symmetric_kl_loss(video, text, labels, scale, mode="ce"), ce)
+    assert not torch.isclose(ds, symmetric_kl_loss(video, text, labels, scale))
+
+
+def test_text4vis_nce_recipe(dataset, tmp_path) -> None:
+    config = _config(dataset, tmp_path, "text4vis_nce", "recipe.loss=ds", "recipe.fix_text=true")
+    recipe = load_recipe("text4vis_nce")(config)
+    model = recipe.build_model()
+    groups = {g.name for g in recipe.param_groups(model)}
+    assert groups == {"visual", "fusion"}
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "token_embedding" in n)
+    assert recipe.templates[0] == "a video of a person {}." and recipe.loss_mode == "ds"
+    assert recipe.eval_dataset().sampler.position == "start"
+    video = torch.stack([recipe.train_dataset()[i]["video"] for i in range(3)])
+    loss = recipe.training_step(model, {"video": video, "label": torch.tensor([0, 1, 2])})["loss"]
+    loss.backward()
+    with pytest.raises(ConfigError, match="recipe.loss"):
+        load_recipe("text4vis_nce")(_config(dataset, tmp_path, "text4vis_nce", "recipe.loss=kl"))

@@ -44,9 +44,11 @@ class ActionCLIPTrainer(nn.Module):
 class ActionCLIPRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
     original = "actionclip"
+    options_class: type = ActionCLIPOptions
+    loss_mode = "nce"  # symmetric KL (see ovar.losses.symmetric_kl)
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.opts = self.options(ActionCLIPOptions)
+        self.opts = self.options(self.options_class)
         self.templates = resolve_templates(self.opts.templates)
         self._eval_classifier: torch.Tensor | None = None
 
@@ -86,7 +88,7 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         video, text, scale = model(batch["video"], tokens)
         # The original (DataParallel) scores its whole batch at once: every process's embeddings.
         loss = global_symmetric_kl_loss if self.opts.global_batch_loss else symmetric_kl_loss
-        return {"loss": loss(video, text, labels, scale)}
+        return {"loss": loss(video, text, labels, scale, mode=self.loss_mode)}
 
     @staticmethod
     def inner_backbone(model: nn.Module):
