@@ -245,3 +245,19 @@ def test_five_and_ten_crops_at_text4vis_scale() -> None:
     # (Text4Vis lists the same ten views, each mirror next to its box; views are averaged).
     torch.testing.assert_close(ten[5], _norm(resized[..., :224, -224:].flip(-1)))
     torch.testing.assert_close(five, ten[:5])
+
+
+def test_protocol_evaluation_uses_the_originals_test_input(dataset) -> None:
+    from ovar.data.records import VideoRecord
+    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.models.backbone import load_backbone
+
+    backbone = load_backbone("tiny", None)  # 64 px input
+    records = [VideoRecord("c0_0.mp4", 0, None)]
+    settings = EvalSettings(root=dataset, views="1x1", frames=4)
+    ac = eval_dataset(records, backbone, 4, settings, "actionclip")
+    assert (ac.transform.short_side, ac.transform.size, ac.sampler.position) == (73, 64, "tsn_offset")
+    clip = eval_dataset(records, backbone, 4, settings, None)
+    assert (clip.transform.short_side, clip.sampler.position) == (64, "middle")
+    custom = eval_dataset(records, backbone, 4, settings, "actionclip", "80/64", "start")
+    assert (custom.transform.short_side, custom.sampler.position) == (80, "start")

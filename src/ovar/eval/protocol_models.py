@@ -78,15 +78,16 @@ def find_backbone(model: nn.Module) -> ClipBackbone:
 
 
 def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames: int,
-                 settings: EvalSettings, kind: str | None = None) -> VideoDataset:
+                 settings: EvalSettings, kind: str | None = None, test_scale: str | None = None,
+                 test_frames: str | None = None) -> VideoDataset:
     """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each, at
     the test scale of the original system ``kind`` (:mod:`ovar.video.eval_scale`)."""
     try:
         views = parse_views(settings.views)
         sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
         if sampler.kind == "segment":
-            sampler = dataclasses.replace(sampler, position=segment_position(kind))
-        short, crop = eval_scale(kind, backbone.image_size, views.spatial)
+            sampler = dataclasses.replace(sampler, position=segment_position(kind, test_frames))
+        short, crop = eval_scale(kind, backbone.image_size, views.spatial, test_scale)
         transform = build_eval_transform(crop, crop=views.spatial, short_side=short, mean=backbone.mean,
                                          std=backbone.std)
     except ValueError as exc:
@@ -103,6 +104,8 @@ class Loaded:
     backbone: ClipBackbone
     frames: int
     kind: str | None = None  # the original system whose test scale applies (None: plain CLIP)
+    test_scale: str | None = None  # a recipe config's data.test_scale
+    test_frames: str | None = None  # a recipe config's data.test_frames
 
 
 @dataclass
@@ -138,8 +141,9 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
     from .scorers import RecipeScorer
 
     model = model.to(settings.torch_device()).eval()
-    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), recipe.config.data.frames,
-                  getattr(recipe, "original", None))
+    data = recipe.config.data
+    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), data.frames,
+                  getattr(recipe, "original", None), getattr(data, "test_scale", None), getattr(data, "test_frames", None))
 
 
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:

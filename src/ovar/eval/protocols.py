@@ -104,7 +104,8 @@ class ProtocolRun:
         from .runner import evaluate_set
 
         loaded = model.get()
-        dataset = eval_dataset(data.records, loaded.backbone, loaded.frames, self.settings, loaded.kind)
+        dataset = eval_dataset(data.records, loaded.backbone, loaded.frames, self.settings, loaded.kind,
+                               loaded.test_scale, loaded.test_frames)
         s = self.settings
         evaluated = evaluate_set(loaded.scorer, dataset, data.class_names, folder, batch_size=s.batch_size,
                                  workers=s.workers, precision=s.precision,
