@@ -24,6 +24,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .clip_augment import MultiScaleCrop, TimmRandAugment, make_color_jitter
+
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
@@ -332,8 +334,6 @@ class TrainTransform:
         color_jitter: tuple[float, float, float, float, float] | None = None,
         timm_rand_augment: str | None = None,
     ) -> None:
-        from .clip_augment import MultiScaleCrop, TimmRandAugment, make_color_jitter
-
         _check_size(size)
         for name, p in (("flip", flip), ("grayscale", grayscale)):
             if not 0.0 <= p <= 1.0:
