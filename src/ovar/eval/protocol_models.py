@@ -18,8 +18,8 @@ from ..data.dataset import VideoDataset
 from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
 from ..models.backbone import ClipBackbone
-from ..video import build_eval_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale, segment_position
+from ..video import parse_sampling, parse_views
+from ..video.eval_scale import original_eval_transform, segment_position
 
 
 @dataclass
@@ -87,9 +87,8 @@ def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames:
         sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
         if sampler.kind == "segment":
             sampler = dataclasses.replace(sampler, position=segment_position(kind, test_frames))
-        short, crop = eval_scale(kind, backbone.image_size, views.spatial, test_scale)
-        transform = build_eval_transform(crop, crop=views.spatial, short_side=short, mean=backbone.mean,
-                                         std=backbone.std)
+        transform = original_eval_transform(kind, backbone.image_size, views.spatial, backbone.mean, backbone.std,
+                                            test_scale)
     except ValueError as exc:
         raise OvarError(f"views/sampling: {exc}") from None
     return VideoDataset(records, settings.root, sampler, transform, train=False, views=views,

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
-from ..video import build_eval_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale, segment_position
+from ..video import parse_sampling, parse_views
+from ..video.eval_scale import original_eval_transform, segment_position
 from .inputs import expand_inputs
 from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
@@ -55,11 +55,10 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
         sampler = dataclasses.replace(sampler, position=segment_position(getattr(model, "kind", None)))
     temporal, spatial = parse_views(views)
     try:
-        short, crop = eval_scale(getattr(model, "kind", None), model.image_size, spatial, test_scale)
+        transform = original_eval_transform(getattr(model, "kind", None), model.image_size, spatial,
+                                            model.backbone.mean, model.backbone.std, test_scale)
     except ValueError as exc:
         raise OvarError(f"test scale: {exc}") from None
-    transform = build_eval_transform(crop, crop=spatial, short_side=short,
-                                     mean=model.backbone.mean, std=model.backbone.std)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 
     requests, failures = _requests(paths, segments)

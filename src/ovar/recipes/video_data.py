@@ -10,8 +10,8 @@ from ..config import Config, ConfigError
 from ..data.dataset import VideoDataset
 from ..data.lists import read_list
 from ..data.subsets import k_shot
-from ..video import build_eval_transform, build_train_transform, parse_sampling, parse_views
-from ..video.eval_scale import eval_scale, segment_position
+from ..video import build_train_transform, parse_sampling, parse_views
+from ..video.eval_scale import original_eval_transform, segment_position
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,9 @@ def eval_transform(config: Config, kind: str | None, image_size: int, spatial: i
     """The evaluation transform of ``spatial`` crops at the test scale (``data.test_scale``, else
     the original recipe ``kind``'s; see :mod:`ovar.video.eval_scale`)."""
     try:
-        short, crop = eval_scale(kind, image_size, spatial, config.data.test_scale)
+        return original_eval_transform(kind, image_size, spatial, mean, std, config.data.test_scale)
     except ValueError as exc:
         raise ConfigError(f"data.test_scale: {exc}") from None
-    return build_eval_transform(crop, crop=spatial, short_side=short,
-                                mean=mean, std=std)
 
 
 def eval_dataset(config: Config, image_size: int, mean: Sequence[float], std: Sequence[float],

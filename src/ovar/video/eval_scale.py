@@ -22,6 +22,16 @@ ORIGINAL_RATIO: dict[str, dict[int, float]] = {
     "open_vclip": {1: 1.0, 3: 1.0},  # PySlowFast test: short side = TEST_CROP_SIZE
     "froster": {1: 1.0, 3: 1.0},
 }
+# Test-time resize: PIL bicubic (ActionCLIP, Text4Vis) or torch bilinear without
+# antialiasing (EVL's and PySlowFast's F.interpolate).
+ORIGINAL_RESIZE: dict[str, tuple[str, bool]] = {
+    "actionclip": ("bicubic", True),
+    "text4vis": ("bicubic", True),
+    "evl": ("bilinear", False),
+    "open_vclip": ("bilinear", False),
+    "froster": ("bilinear", False),
+}
+
 # Single-clip test frame of each TSN segment (ovar.video.sampling.segment_indices).
 ORIGINAL_SEGMENT_POSITION: dict[str, str] = {
     "actionclip": "tsn_offset",  # int((k + 0.5) * n / T - 0.5)
@@ -79,3 +89,15 @@ def segment_position(kind: str | None, override: str | None = None) -> str:
     """Which frame of each segment a single test clip takes: ``override``
     (``data.test_frames``), else the original system's, else the segment middle."""
     return override or ORIGINAL_SEGMENT_POSITION.get(kind or "", "middle")
+
+
+def original_eval_transform(kind: str | None, image_size: int, spatial: int, mean, std,
+                            test_scale: str | None = None):
+    """The evaluation transform of ``spatial`` crops as the original ``kind`` tests: its
+    scale (or ``test_scale``) and its resize; plain CLIP: bicubic, short side = crop."""
+    from .transforms import build_eval_transform
+
+    short, crop = eval_scale(kind, image_size, spatial, test_scale)
+    interpolation, antialias = ORIGINAL_RESIZE.get(kind or "", ("bicubic", True))
+    return build_eval_transform(crop, crop=spatial, short_side=short, interpolation=interpolation,
+                                antialias=antialias, mean=mean, std=std)

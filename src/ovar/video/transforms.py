@@ -266,6 +266,7 @@ class EvalTransform:
         interpolation: Interpolation = "bicubic",
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        antialias: bool = True,
     ) -> None:
         _check_size(size)
         short_side = size if short_side is None else short_side
@@ -277,11 +278,11 @@ class EvalTransform:
             raise ValueError(f"crop must be 'center', 'three', 'five' or 'ten' (or 1 / 3 / 5 / 10), got {crop!r}")
         _mode(interpolation)
         self.size, self.short_side, self.num_crops = size, short_side, crops
-        self.interpolation = interpolation
+        self.interpolation, self.antialias = interpolation, antialias
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        resized = resize_short(clip, self.short_side, self.interpolation)
+        resized = resize_short(clip, self.short_side, self.interpolation, self.antialias)
         if self.num_crops in (5, 10):
             _check_fits(resized, self.size)
             video = _video(resized)
