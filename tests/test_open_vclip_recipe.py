@@ -257,7 +257,8 @@ def test_froster_rejects_bad_options(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("path", ["configs/open_vclip/k400.yaml", "configs/froster/k400.yaml",
-                                  "configs/froster/b2n.yaml"])
+                                  "configs/froster/b2n.yaml", "configs/froster/b2n_hmdb51.yaml",
+                                  "configs/froster/b2n_ucf101.yaml", "configs/froster/b2n_ssv2.yaml"])
 def test_shipped_configs_build_their_recipe(path, tmp_path):
     config = load_config(Path(__file__).resolve().parents[1] / path, [f"data.classes={tmp_path / 'c.txt'}"])
     (tmp_path / "c.txt").write_text("archery\nsurfing water\n")

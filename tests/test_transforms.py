@@ -147,7 +147,7 @@ def test_eval_transform_values() -> None:
 
 
 def test_eval_transform_rejects_bad_options() -> None:
-    for kwargs in [dict(crop="five"), dict(short_side=100), dict(interpolation="lanczos")]:
+    for kwargs in [dict(crop="seven"), dict(short_side=100), dict(interpolation="lanczos")]:
         with pytest.raises(ValueError):
             build_eval_transform(224, **kwargs)
 

@@ -40,6 +40,7 @@ class ModelConfig:
     backbone: str = "ViT-B-16"
     pretrained: str | None = "openai"
     frames: int = 8
+    init_from: str | None = None  # fine-tune: weights of a trained run/model file (same-shape tensors)
 
 
 @dataclass
@@ -55,6 +56,12 @@ class DataConfig:
     batch_size: int = 8  # per process; the global batch is this x world size
     workers: int = 4
     shot: int | None = None  # K-shot training subset
+    shot_epoch: str | None = None  # "full": repeat the K-shot list to the full list's size | "subset"; None: the recipe's original
+    repeat: int = 1  # the training list is read this many times per epoch
+    drop_last: bool | None = None  # skip the last partial training batch; None: the recipe's original
+    test_frames: str | None = None  # segment test frames: middle | tsn_offset | start; None: the recipe's original
+    test_scale: str | None = None  # "SHORT/CROP" or "1=256/224,3=224/224" per view layout; None: the recipe's original
+    flip: bool | None = None  # training horizontal flip; None: the recipe's original (off for SSv2-like data)
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped
 
@@ -136,8 +143,9 @@ class Config:
         _validate_values(self)
 
 
-_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16")}
-_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs")
+_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset"),
+            "data.test_frames": (None, "middle", "tsn_offset", "start")}
+_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat")
 _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
 
 
@@ -146,7 +154,7 @@ def _validate_values(config: Config) -> None:
     for key, choices in _CHOICES.items():
         value = _get(config, key)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
     for key in _POSITIVE:
         if _get(config, key) < 1:
             raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")

@@ -6,6 +6,7 @@ Lazy because a resumed protocol whose parts are all finished should not load any
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -17,7 +18,8 @@ from ..data.dataset import VideoDataset
 from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
 from ..models.backbone import ClipBackbone
-from ..video import build_eval_transform, parse_sampling, parse_views
+from ..video import parse_sampling, parse_views
+from ..video.eval_scale import original_eval_transform, segment_position
 
 
 @dataclass
@@ -77,13 +79,17 @@ def find_backbone(model: nn.Module) -> ClipBackbone:
 
 
 def eval_dataset(records: Sequence[VideoRecord], backbone: ClipBackbone, frames: int,
-                 settings: EvalSettings) -> VideoDataset:
-    """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each."""
+                 settings: EvalSettings, kind: str | None = None, test_scale: str | None = None,
+                 test_frames: str | None = None) -> VideoDataset:
+    """Evaluation clips of ``records`` under ``settings.root``: ``views`` clips x crops each, at
+    the test scale of the original system ``kind`` (:mod:`ovar.video.eval_scale`)."""
     try:
         views = parse_views(settings.views)
         sampler = parse_sampling(settings.sampling, frames=frames, num_clips=views.temporal)
-        transform = build_eval_transform(backbone.image_size, crop=views.spatial, mean=backbone.mean,
-                                         std=backbone.std)
+        if sampler.kind == "segment":
+            sampler = dataclasses.replace(sampler, position=segment_position(kind, test_frames))
+        transform = original_eval_transform(kind, backbone.image_size, views.spatial, backbone.mean, backbone.std,
+                                            test_scale)
     except ValueError as exc:
         raise OvarError(f"views/sampling: {exc}") from None
     return VideoDataset(records, settings.root, sampler, transform, train=False, views=views,
@@ -97,6 +103,9 @@ class Loaded:
     scorer: Any  # ovar.eval.scorers.ModelScorer | RecipeScorer
     backbone: ClipBackbone
     frames: int
+    kind: str | None = None  # the original system whose test scale applies (None: plain CLIP)
+    test_scale: str | None = None  # a recipe config's data.test_scale
+    test_frames: str | None = None  # a recipe config's data.test_frames
 
 
 @dataclass
@@ -123,7 +132,8 @@ def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = 
 
     model = model.to(settings.torch_device()).eval()
     scorer = ModelScorer(model, fusion=settings.fusion)
-    return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames))
+    return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames),
+                  getattr(model, "kind", None))
 
 
 def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Loaded:
@@ -131,7 +141,9 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
     from .scorers import RecipeScorer
 
     model = model.to(settings.torch_device()).eval()
-    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), recipe.config.data.frames)
+    data = recipe.config.data
+    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), data.frames,
+                  getattr(recipe, "original", None), getattr(data, "test_scale", None), getattr(data, "test_frames", None))
 
 
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:

@@ -62,10 +62,22 @@ class RecipeSpec:
         return recipe_checkpoint(lambda: self.build(config), path, settings)
 
 
+def few_shot_repeat(spec: RecipeSpec, config: Config, shot: int, num_full: int, num_classes: int) -> int:
+    """``data.repeat`` of a K-shot run: ``⌊N_full / (K·C)⌋`` when the recipe (or
+    ``data.shot_epoch``) makes a few-shot epoch as long as the full set (Text4Vis), else 1."""
+    from ..recipes import load_recipe
+    from ..recipes.video_data import few_shot_repeats
+
+    rule = config.data.shot_epoch or getattr(load_recipe(spec.name(config)), "few_shot_epoch", "subset")
+    return few_shot_repeats(rule, num_full, shot, num_classes)
+
+
 def train_source(spec: RecipeSpec, run_dir: Path, records: Sequence[VideoRecord], class_names: Sequence[str],
-                 settings: EvalSettings, label: str) -> ModelSource:
+                 settings: EvalSettings, label: str, few_shot: tuple[int, int] | None = None) -> ModelSource:
     """A model trained on ``records`` (labels index ``class_names``) in ``run_dir``, lazily.
 
+    ``few_shot = (K, N_full)`` marks ``records`` as a K-shot draw from a list of ``N_full``
+    videos, repeated per epoch as the recipe's original does (:func:`few_shot_repeat`).
     Nothing is trained until the model is first needed, so a protocol re-run whose
     evaluations all finished does not touch the run.  What the run was trained with is
     recorded in ``run_dir/training.json`` and checked at once: a finished run is reused only
@@ -74,9 +86,13 @@ def train_source(spec: RecipeSpec, run_dir: Path, records: Sequence[VideoRecord]
     checkpoint when they match and is started afresh when they do not (or when it left no
     checkpoint), so a failed first attempt never blocks a corrected one.
     """
-    config = spec.config(f"data.root={settings.root}", f"data.train_list={run_dir / 'train_list.csv'}",
-                         f"data.classes={run_dir / 'classes.json'}", "data.val_list=", "data.shot=",
-                         f"run.out_dir={run_dir}", "run.resume=")
+    more = [f"data.root={settings.root}", f"data.train_list={run_dir / 'train_list.csv'}",
+            f"data.classes={run_dir / 'classes.json'}", "data.val_list=", "data.shot=",
+            f"run.out_dir={run_dir}", "run.resume="]
+    config = spec.config(*more)
+    if few_shot is not None:
+        repeat = few_shot_repeat(spec, config, few_shot[0], few_shot[1], len(class_names))
+        config = spec.config(*more, f"data.repeat={repeat * config.data.repeat}")
     identity = _identity(config, records, class_names)
     recorded = _recorded(run_dir)
     same = recorded == identity

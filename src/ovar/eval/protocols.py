@@ -105,7 +105,8 @@ class ProtocolRun:
         from .runner import evaluate_set
 
         loaded = model.get()
-        dataset = eval_dataset(data.records, loaded.backbone, loaded.frames, self.settings)
+        dataset = eval_dataset(data.records, loaded.backbone, loaded.frames, self.settings, loaded.kind,
+                               loaded.test_scale, loaded.test_frames)
         s = self.settings
         evaluated = evaluate_set(loaded.scorer, dataset, data.class_names, folder, batch_size=s.batch_size,
                                  workers=s.workers, precision=s.precision,
@@ -264,7 +265,7 @@ def run_few_shot(run: ProtocolRun, spec: RecipeSpec, train_list: str, test_lists
     for k in shots:
         subset = k_shot(train.records, k, run.settings.seed)
         source = train_source(spec, run.out / "runs" / f"shots{k}", subset, train.class_names, run.settings,
-                              f"{spec.recipe or 'recipe'} {k}-shot")
+                              f"{spec.recipe or 'recipe'} {k}-shot", few_shot=(k, len(train.records)))
         by_k[k] = [run.evaluate(EvalPart(f"shots{k}/{n}", n, "", n, f"K={k}"), tests, source) for n in names]
         source.release()
     rows = [[n, *(by_k[k][i].top1 for k in shots)] for i, n in enumerate(names)]

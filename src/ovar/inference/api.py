@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from contextlib import nullcontext
@@ -15,7 +16,8 @@ from ..devices import resolve_device
 from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
-from ..video import build_eval_transform, parse_sampling, parse_views
+from ..video import ClipSampler, parse_sampling, parse_views
+from ..video.eval_scale import original_eval_transform, segment_position
 from .inputs import expand_inputs
 from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
@@ -28,7 +30,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
             segments: float | None = None, workers: int | None = None, progress: bool = False,
             on_result: Callable[[VideoPrediction], None] | None = None,
-            missing_ok: bool = False, precision: str = "auto") -> VideoPrediction | list[VideoPrediction]:
+            missing_ok: bool = False, precision: str = "auto",
+            test_scale: str | None = None) -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -41,6 +44,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     long run can write results as it goes); ``missing_ok`` makes a missing path an error
     result instead of a :class:`VideoDecodeError` before any work.
     ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
+    ``test_scale`` (``"256/224"``, see :mod:`ovar.video.eval_scale`) overrides the test
+    scale of the system the model comes from (plain CLIP: short side = crop size).
     """
     inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
@@ -54,10 +59,9 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
         model = model.to(_device(device))
     model.eval()
 
-    sampler = parse_sampling(sampling, frames=frames or model.frames)
+    sampler = test_sampler(model, sampling, frames)
     temporal, spatial = parse_views(views)
-    transform = build_eval_transform(model.image_size, crop="three" if spatial == 3 else "center",
-                                     mean=model.backbone.mean, std=model.backbone.std)
+    transform = test_transform(model, spatial, test_scale)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 
     single = single_input and not batch
@@ -223,3 +227,21 @@ def inference_autocast(precision: str, device: torch.device | None):
     if precision == "fp16" and device.type != "cuda":
         raise OvarError("--precision fp16 needs a GPU (use fp32 or bf16 on CPU)")
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def test_sampler(model: VideoTextModel, sampling: str, frames: int | None = None) -> ClipSampler:
+    """The frame sampler for scoring ``model``: ``sampling`` with the test frame positions of
+    the system the model comes from."""
+    sampler = parse_sampling(sampling, frames=frames or model.frames)
+    if sampler.kind == "segment":
+        sampler = dataclasses.replace(sampler, position=segment_position(getattr(model, "kind", None)))
+    return sampler
+
+
+def test_transform(model: VideoTextModel, spatial_crops: int, test_scale: str | None = None):
+    """The test-time resize/crop/normalise of the system ``model`` comes from (or ``test_scale``)."""
+    try:
+        return original_eval_transform(getattr(model, "kind", None), model.image_size, spatial_crops,
+                                       model.backbone.mean, model.backbone.std, test_scale)
+    except ValueError as exc:
+        raise OvarError(f"test scale: {exc}") from None

@@ -44,6 +44,9 @@ class FusedVideoTextModel(VideoTextModel):
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
                  templates: str | Sequence[str] = "open_vclip", fusion_args: dict[str, Any] | None = None) -> None:
         fusion_args = dict(fusion_args or {})
+        if fusion == "Transf" and "heads" not in fusion_args:
+            # The originals size the fusion heads by CLIP's text width: 8 for B models, 12 for L/14.
+            fusion_args["heads"] = max(1, int(backbone.clip.ln_final.weight.shape[0]) // 64)
         module = build_fusion(fusion, backbone.embed_dim, frames=frames, **fusion_args)
         super().__init__(backbone, FusionVideoEncoder(backbone, module), frames=frames, templates=templates)
         self.fusion_type = fusion

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..losses import symmetric_kl_loss
+from ..losses.symmetric_kl import global_symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
 from .base import ParamGroup, register_recipe
@@ -24,6 +25,7 @@ class ActionCLIPOptions:
     templates: str = "actionclip"
     visual_lr_ratio: float = 1.0  # image tower lr = base lr x this
     fusion_lr_ratio: float = 10.0  # fusion module lr = base lr x this
+    global_batch_loss: bool = True  # the KL over every process's videos and texts (the original's whole batch)
 
 
 class ActionCLIPTrainer(nn.Module):
@@ -41,16 +43,22 @@ class ActionCLIPTrainer(nn.Module):
 @register_recipe("actionclip")
 class ActionCLIPRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
+    original = "actionclip"
+    options_class: type = ActionCLIPOptions
+    loss_mode = "nce"  # symmetric KL (see ovar.losses.symmetric_kl)
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.opts = self.options(ActionCLIPOptions)
+        self.opts = self.options(self.options_class)
         self.templates = resolve_templates(self.opts.templates)
         self._eval_classifier: torch.Tensor | None = None
 
     def augment(self) -> Augment:
-        # The original crops at several scales, flips and jitters colours; ovar applies one
-        # random sized crop, flip and grayscale to the whole clip (frames stay aligned).
-        return Augment(short_side_ratio=256 / 224, scale=(0.25, 1.0), flip=0.5, grayscale=0.2)
+        # As released: RandAugment N=2 M=9, TSN multi-scale crop (13 fixed positions), flip,
+        # colour jitter p=0.8, grayscale p=0.2.  Frames are assumed extracted with a short
+        # side of 256; here the short side is resized to 256/224 of the input first.  One
+        # random draw per clip (the original draws RandAugment and jitter per frame).
+        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=(2, 9),
+                       multi_scale_crop=(1.0, 0.875, 0.75, 0.66), color_jitter=(0.8, 0.4, 0.4, 0.2, 0.1))
 
     def build_model(self) -> nn.Module:
         model = ActionCLIPModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,
@@ -58,8 +66,10 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         return ActionCLIPTrainer(model)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        text, visual, fusion = ParamGroup("text"), ParamGroup("visual", lr_scale=self.opts.visual_lr_ratio), \
-            ParamGroup("fusion", lr_scale=self.opts.fusion_lr_ratio)
+        # The original's AdamW decays every parameter (no bias/norm exemption).
+        text, visual, fusion = ParamGroup("text", decay_rule="all"), \
+            ParamGroup("visual", lr_scale=self.opts.visual_lr_ratio, decay_rule="all"), \
+            ParamGroup("fusion", lr_scale=self.opts.fusion_lr_ratio, decay_rule="all")
         for name, param in model.named_parameters():
             if name.startswith("model.video_encoder.fusion."):
                 fusion.params.append((name, param))
@@ -76,7 +86,9 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         prompts = [self.templates[k].format(self.class_names[int(c)]) for k, c in zip(picks, labels.tolist())]
         tokens = self.inner_backbone(model).tokenize(prompts).to(labels.device)
         video, text, scale = model(batch["video"], tokens)
-        return {"loss": symmetric_kl_loss(video, text, labels, scale)}
+        # The original (DataParallel) scores its whole batch at once: every process's embeddings.
+        loss = global_symmetric_kl_loss if self.opts.global_batch_loss else symmetric_kl_loss
+        return {"loss": loss(video, text, labels, scale, mode=self.loss_mode)}
 
     @staticmethod
     def inner_backbone(model: nn.Module):

@@ -28,14 +28,18 @@ class ParamGroup:
     """Parameters that train together.
 
     ``lr_scale`` multiplies the base learning rate; with ``weight_decay`` the group takes
-    ``optim.weight_decay`` except on biases and other 1-D parameters (the engine splits
-    them off, see :func:`ovar.train.optim.build_optimizer`).
+    ``optim.weight_decay`` except on the parameters ``decay_rule`` exempts (the engine
+    splits them off, see :func:`ovar.train.optim.no_decay`): ``"no_1d"`` biases and
+    0-/1-D parameters, ``"all"`` none (ActionCLIP, Text4Vis, EVL), ``"no_vectors"`` biases
+    and 1-D parameters but not 0-D ones such as ``logit_scale`` (PySlowFast's
+    ``ZERO_WD_1D_PARAM``: Open-VCLIP, FROSTER).
     """
 
     name: str
     params: list[tuple[str, nn.Parameter]] = field(default_factory=list)  # (name, parameter)
     lr_scale: float = 1.0
     weight_decay: bool = True
+    decay_rule: str = "no_1d"
 
 
 class Recipe(ABC):
@@ -63,6 +67,15 @@ class Recipe(ABC):
         Default: every parameter of ``model`` in one group at the base learning rate.
         """
         return [ParamGroup("all", list(model.named_parameters()))]
+
+    def initialize(self, model: nn.Module) -> None:
+        """Start from ``model.init_from`` (a trained checkpoint or model file) when set:
+        same-name, same-shape tensors are copied (see :mod:`ovar.recipes.init_from`)."""
+        source = getattr(self.config.model, "init_from", None)
+        if source:
+            from .init_from import init_from
+
+            init_from(model, source)
 
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor | dict[str, Any]:

@@ -23,6 +23,17 @@ class ClipVideoRecipe(Recipe):
     """Base of recipes whose model is a :class:`VideoTextModel` held by a training wrapper
     (attribute ``model``) and trained on ``data.*`` lists of labelled videos."""
 
+    original: str | None = None
+    """The original system whose test scale this recipe follows (:mod:`ovar.video.eval_scale`)."""
+    few_shot_epoch: str = "subset"
+    """``data.shot_epoch`` default: ``"full"`` repeats a K-shot list to the full list's size."""
+
+    @property
+    def drop_last(self) -> bool:
+        """Whether training skips the last partial batch: ``data.drop_last``, else True (all
+        five originals' training loaders drop it)."""
+        return True if self.config.data.drop_last is None else self.config.data.drop_last
+
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)
@@ -39,11 +50,16 @@ class ClipVideoRecipe(Recipe):
 
     def train_dataset(self):
         model = self._shape_source()
-        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment())
+        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment(),
+                                        few_shot_epoch=self.few_shot_epoch, sampling=self.train_sampling())
+
+    def train_sampling(self) -> str | None:
+        """Training frame sampling when it differs from ``data.sampling`` (used for testing)."""
+        return None
 
     def eval_dataset(self):
         model = self._shape_source()
-        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std)
+        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std, kind=self.original)
 
     def augment(self) -> video_data.Augment:
         return video_data.Augment()

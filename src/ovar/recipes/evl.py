@@ -50,9 +50,8 @@ class EVLOptions:
 
     num_layers: int = 4
     flip: bool = False  # the original never flips
-    # timm rand-m7-n4 applies each of 4 ops with p=0.5 (2 on average) at 7/10 of the range;
-    # torchvision's RandAugment always applies its ops, magnitude on a 0-30 scale.
-    rand_augment: tuple[int, int] | None = (2, 21)
+    rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec, as released; null: none
+    tsn_sampling: bool = False  # train on one random frame per segment (test stays data.sampling)
     fixed_views: int = 0  # >0: epoch e uses the seeded view e mod fixed_views (no cache needed)
     cache: CacheOptions = field(default_factory=CacheOptions)
 
@@ -116,6 +115,7 @@ class FixedViewDataset(Dataset):
 @register_recipe("evl")
 class EVLRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"
+    original = "evl"
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(EVLOptions)
@@ -129,7 +129,11 @@ class EVLRecipe(ClipVideoRecipe):
 
     def augment(self) -> Augment:
         return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
-                       rand_augment=self.opts.rand_augment)
+                       timm_rand_augment=self.opts.rand_augment)
+
+    def train_sampling(self) -> str | None:
+        # --tsn_sampling: TSN segments in training only, as the original (its eval stays dense).
+        return f"segment:{self.config.data.frames}" if self.opts.tsn_sampling else None
 
     def build_model(self) -> nn.Module:
         model = EVLModel(self.backbone(), class_names=self.class_names, num_frames=self.config.data.frames,
@@ -145,7 +149,9 @@ class EVLRecipe(ClipVideoRecipe):
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
-        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+        # wd on every trainable parameter, as released (norms, biases and the query included).
+        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                           decay_rule="all")]
 
     def train_dataset(self) -> Dataset:
         base = super().train_dataset()
@@ -176,7 +182,8 @@ class EVLRecipe(ClipVideoRecipe):
         data, meta = self.config.data, self._shape_source()
         train_list = Path(data.train_list)
         return {"backbone": weights_fingerprint(self._model.video_encoder.backbone.visual),
-                "frames": data.frames, "sampling": data.sampling, "seed": data.seed, "shot": data.shot,
+                "frames": data.frames, "sampling": self.train_sampling() or data.sampling, "seed": data.seed,
+                "shot": data.shot,
                 "root": str(data.root), "list": train_list.read_bytes().hex() if train_list.stat().st_size < 1 << 20
                 else f"{train_list.resolve()}:{train_list.stat().st_mtime_ns}",
                 "image_size": meta.image_size, "mean": list(meta.mean), "std": list(meta.std),

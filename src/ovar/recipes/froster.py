@@ -112,6 +112,7 @@ class Teacher:
 @register_recipe("froster")
 class FrosterRecipe(OpenVCLIPRecipe):
     options_class = FrosterOptions
+    original = "froster"
 
     def __init__(self, config) -> None:
         super().__init__(config)

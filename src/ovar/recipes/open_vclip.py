@@ -77,6 +77,7 @@ class OpenVCLIPTrainer(nn.Module):
 @register_recipe("open_vclip")
 class OpenVCLIPRecipe(ClipVideoRecipe):
     view_fusion = "sum_logits"
+    original = "open_vclip"
     options_class = OpenVCLIPOptions
 
     def __init__(self, config) -> None:
@@ -126,7 +127,9 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         return self._anchor
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad])]
+        # ZERO_WD_1D_PARAM: biases and 1-D tensors are exempt, the 0-D logit_scale decays.
+        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
+                           decay_rule="no_vectors")]
 
     # --- training ----------------------------------------------------------------------
 

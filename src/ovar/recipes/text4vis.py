@@ -21,6 +21,7 @@ class Text4VisOptions:
 
     fusion: str = "Transf"  # Transf | meanP (few-shot) | ...
     templates: str = "text4vis"
+    rand_augment: tuple[int, int] | None = (2, 9)  # (N, M); null: as the released train.py
 
 
 class Text4VisTrainer(nn.Module):
@@ -38,13 +39,18 @@ class Text4VisTrainer(nn.Module):
 @register_recipe("text4vis")
 class Text4VisRecipe(ClipVideoRecipe):
     view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    original = "text4vis"
+    few_shot_epoch = "full"  # the K-shot list is repeated so an epoch has the full set's size
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(Text4VisOptions)
 
     def augment(self) -> Augment:
-        # Short side 256 (for 224 crops), random sized crop, flip, grayscale p=0.2: same box for all frames.
-        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2)
+        # Short side 256 (for 224 crops), RandAugment N=2 M=9 (as the released logs ran; the
+        # released train.py has it commented out: recipe.rand_augment=null), random sized
+        # crop, flip, grayscale p=0.2: one draw for all frames.
+        ra = tuple(self.opts.rand_augment) if self.opts.rand_augment else None
+        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=ra)
 
     def build_model(self) -> nn.Module:
         model = Text4VisModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,
@@ -54,8 +60,9 @@ class Text4VisRecipe(ClipVideoRecipe):
         return Text4VisTrainer(model, classifier)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio)
-        fusion = ParamGroup("fusion")
+        # Weight decay on everything, as released (no bias/norm exemption).
+        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio, decay_rule="all")
+        fusion = ParamGroup("fusion", decay_rule="all")
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue  # the text tower stays as pretrained

@@ -21,11 +21,12 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import OvarError, VideoDecodeError
-from ..inference.api import ResultAssembler, clip_requests, inference_autocast, view_probabilities
+from ..inference.api import (ResultAssembler, clip_requests, inference_autocast, test_sampler, test_transform,
+                             view_probabilities)
 from ..inference.inputs import expand_inputs
 from ..inference.loader import ClipDataset
 from ..models.zero_shot import VideoTextModel
-from ..video import build_eval_transform, parse_sampling, parse_views
+from ..video import parse_views
 from .batching import Batcher
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ClassifyService:
         self.options = options
         self.label_sets = dict(label_sets or {})
         self.description = dict(description or {})
-        self.sampler = parse_sampling(options.sampling, frames=model.frames)
+        self.sampler = test_sampler(model, options.sampling)
         autocast = inference_autocast(options.precision, model.device)
         self.batcher = Batcher(model.encode_video, model.device, max_batch=options.max_batch,
                                wait_s=options.batch_wait_s, autocast=autocast)
@@ -149,8 +150,7 @@ class ClassifyService:
             for video in paths:
                 if not Path(video).resolve().is_relative_to(allowed_root):
                     raise RequestError(403, f"{_shown(video, path, display)}: outside the served root")
-        transform = build_eval_transform(self.model.image_size, crop="three" if spatial == 3 else "center",
-                                         mean=self.model.backbone.mean, std=self.model.backbone.std)
+        transform = test_transform(self.model, spatial)
         async with self._decode_slots:
             requests, owners, failures, items = await run_in_threadpool(self._decode, paths, segments, temporal,
                                                                         spatial, transform)

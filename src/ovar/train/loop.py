@@ -155,11 +155,17 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     found = resume_state(config, ckpts)
 
     seed_everything(config.run.seed)  # the same initial weights on every rank
-    model = recipe.build_model().to(ctx.device)
+    model = recipe.build_model()
+    recipe.initialize(model)  # model.init_from (fine-tuning); a resumed run overwrites it
+    model = model.to(ctx.device)
     optimizer = build_optimizer(model, recipe.param_groups(model), config.optim)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
-    loader = build_loader(recipe.train_dataset(), config.data.batch_size, workers=config.data.workers,
-                          shuffle=True, seed=config.data.seed, distributed=ctx.distributed)
+    train_set = recipe.train_dataset()
+    # The originals drop the last partial batch (kept when there is no full batch at all).
+    drop_last = bool(getattr(recipe, "drop_last", False)) and \
+        len(train_set) >= config.data.batch_size * ctx.world_size
+    loader = build_loader(train_set, config.data.batch_size, workers=config.data.workers,
+                          shuffle=True, seed=config.data.seed, distributed=ctx.distributed, drop_last=drop_last)
     steps_per_epoch = math.ceil(len(loader) / config.optim.accumulate)
     schedule = Schedule(config.optim, config.schedule, steps_per_epoch)
 

@@ -12,8 +12,16 @@ from ..config import OptimConfig, ScheduleConfig
 from ..recipes.base import ParamGroup
 
 
-def no_decay(name: str, param: nn.Parameter) -> bool:
-    """Biases and 1-D parameters (norm scales, embeddings' scalars) take no weight decay."""
+def no_decay(name: str, param: nn.Parameter, rule: str = "no_1d") -> bool:
+    """Whether ``param`` is exempt from weight decay under ``rule`` (see :class:`ParamGroup`):
+    ``"no_1d"`` biases and 0-/1-D parameters, ``"no_vectors"`` biases and 1-D ones only,
+    ``"all"`` nothing (every parameter decays)."""
+    if rule == "all":
+        return False
+    if rule == "no_vectors":
+        return param.ndim == 1 or name.endswith(".bias")
+    if rule != "no_1d":
+        raise ValueError(f"unknown weight-decay rule {rule!r}")
     return param.ndim <= 1 or name.endswith(".bias")
 
 
@@ -31,7 +39,7 @@ def optimizer_groups(groups: Sequence[ParamGroup], optim: OptimConfig) -> list[d
             if id(param) in seen:
                 raise ValueError(f"parameter {name} is in groups {seen[id(param)]!r} and {group.name!r}")
             seen[id(param)] = group.name
-            (plain if not group.weight_decay or no_decay(name, param) else decay).append(param)
+            (plain if not group.weight_decay or no_decay(name, param, group.decay_rule) else decay).append(param)
         for suffix, params, wd in (("", decay, optim.weight_decay), ("/no_decay", plain, 0.0)):
             if params:
                 out.append({"params": params, "name": group.name + suffix, "lr_scale": group.lr_scale,

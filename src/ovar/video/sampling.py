@@ -72,8 +72,13 @@ def segment_indices(
     generator: torch.Generator | None = None,
     num_clips: int = 1,
     clip: int = 0,
+    position: str = "middle",
 ) -> list[int]:
     """TSN sampling: one frame from each of ``num_segments`` equal segments.
+
+    ``position`` picks the single-clip test frame of segment ``k``: ``"middle"``
+    ``int((k + 0.5) * len / T)``, ``"tsn_offset"`` ``int((k + 0.5) * len / T - 0.5)``
+    (ActionCLIP / TSN) or ``"start"`` ``int(k * len / T)`` (Text4Vis).
 
     Segment ``k`` covers frames ``[k*len//T, (k+1)*len//T)``. Training draws one
     uniformly random frame inside each segment; testing with one clip takes the
@@ -107,6 +112,12 @@ def segment_indices(
     # Integer arithmetic for floor((k + 0.5) * len / T) and floor(k * len / T): the
     # float forms can land on x.999... and drop a frame.
     if num_clips == 1:
+        if position == "start":
+            return [k * num_frames // num_segments for k in range(num_segments)]
+        if position == "tsn_offset":  # len > T keeps the numerator positive
+            return [((2 * k + 1) * num_frames - num_segments) // (2 * num_segments) for k in range(num_segments)]
+        if position != "middle":
+            raise ValueError(f"position must be 'middle', 'tsn_offset' or 'start', got {position!r}")
         return [(2 * k + 1) * num_frames // (2 * num_segments) for k in range(num_segments)]
     # numpy.linspace(0, len/T - 1, N, dtype=int): c * step, exact stop, truncated.
     last_start = num_frames / num_segments - 1.0
@@ -214,6 +225,7 @@ class ClipSampler:
     stride: int = 1
     num_clips: int = 1
     target_fps: float = 30.0
+    position: str = "middle"  # single-clip segment test frames (see segment_indices)
 
     def __post_init__(self) -> None:
         if self.kind not in ("segment", "dense", "fps_dense"):
@@ -223,6 +235,8 @@ class ClipSampler:
         _check_positive("frames", self.frames)
         _check_positive("stride", self.stride)
         _check_positive("num_clips", self.num_clips)
+        if self.position not in ("middle", "tsn_offset", "start"):
+            raise ValueError(f"position must be 'middle', 'tsn_offset' or 'start', got {self.position!r}")
         if not self.target_fps > 0:
             raise ValueError(f"target_fps must be positive, got {self.target_fps!r}")
 
@@ -238,7 +252,7 @@ class ClipSampler:
         """Frame indices of temporal view ``clip`` (ignored when training)."""
         common = dict(train=train, generator=generator, num_clips=self.num_clips, clip=clip)
         if self.kind == "segment":
-            return segment_indices(num_frames, self.frames, **common)
+            return segment_indices(num_frames, self.frames, position=self.position, **common)
         if self.kind == "dense":
             return dense_indices(num_frames, self.frames, self.stride, **common)
         if fps is None:
@@ -321,8 +335,8 @@ class Views(NamedTuple):
 def _check_views(temporal: int, spatial: int) -> Views:
     _check_positive("temporal clips", temporal)
     _check_positive("spatial crops", spatial)
-    if spatial not in (1, 3):
-        raise ValueError(f"spatial crops must be 1 or 3, got {spatial}")
+    if spatial not in (1, 3, 5, 10):
+        raise ValueError(f"spatial crops must be 1, 3, 5 or 10, got {spatial}")
     return Views(temporal, spatial)
 
 

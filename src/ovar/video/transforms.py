@@ -24,6 +24,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .clip_augment import MultiScaleCrop, TimmRandAugment, make_color_jitter
+
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
@@ -245,14 +247,15 @@ def make_short_side_jitter_crop(
 # ------------------------------------------------------------------------------ pipelines
 
 
-_CROPS: dict[str | int, int] = {"center": 1, "centre": 1, "three": 3, 1: 1, 3: 3}
+_CROPS: dict[str | int, int] = {"center": 1, "centre": 1, "three": 3, "five": 5, "ten": 10, 1: 1, 3: 3, 5: 5, 10: 10}
 
 
 class EvalTransform:
     """uint8 clip ``(T, C, H, W)`` -> float32 ``(num_crops, T, C, size, size)``.
 
-    Resize the short side to ``short_side`` (default ``size``), take the centre crop
-    or the three long-side crops, and normalise.
+    Resize the short side to ``short_side`` (default ``size``), take the centre crop,
+    the three long-side crops, or Text4Vis's 5 (corners + centre) / 10 (those and their
+    mirror images) crops (torchvision ``five_crop`` / ``ten_crop``), and normalise.
     """
 
     def __init__(
@@ -263,6 +266,7 @@ class EvalTransform:
         interpolation: Interpolation = "bicubic",
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        antialias: bool = True,
     ) -> None:
         _check_size(size)
         short_side = size if short_side is None else short_side
@@ -271,19 +275,23 @@ class EvalTransform:
             raise ValueError(f"short_side {short_side} must be >= crop size {size}")
         crops = None if isinstance(crop, bool) else _CROPS.get(crop)
         if crops is None:
-            raise ValueError(f"crop must be 'center' or 'three' (or 1 / 3), got {crop!r}")
+            raise ValueError(f"crop must be 'center', 'three', 'five' or 'ten' (or 1 / 3 / 5 / 10), got {crop!r}")
         _mode(interpolation)
         self.size, self.short_side, self.num_crops = size, short_side, crops
-        self.interpolation = interpolation
+        self.interpolation, self.antialias = interpolation, antialias
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        resized = resize_short(clip, self.short_side, self.interpolation)
-        views = (
-            [center_crop(resized, self.size)]
-            if self.num_crops == 1
-            else three_crops(resized, self.size)
-        )
+        resized = resize_short(clip, self.short_side, self.interpolation, self.antialias)
+        if self.num_crops in (5, 10):
+            _check_fits(resized, self.size)
+            video = _video(resized)
+            crops = F.five_crop(video, self.size) if self.num_crops == 5 else F.ten_crop(video, self.size)
+            views = [_plain(c) for c in crops]
+        elif self.num_crops == 1:
+            views = [center_crop(resized, self.size)]
+        else:
+            views = three_crops(resized, self.size)
         return torch.stack([normalize(v, self.mean, self.std) for v in views])
 
     def __repr__(self) -> str:
@@ -300,10 +308,12 @@ build_eval_transform = EvalTransform
 class TrainTransform:
     """uint8 clip ``(T, C, H, W)`` -> float32 ``(T, C, size, size)``, random per call.
 
-    Order: optional short-side resize -> RandAugment (at input resolution, as in
-    EVL) -> spatial crop -> flip -> grayscale -> normalise. The spatial crop is the
-    short-side jitter + random crop when ``jitter`` is given, else a random resized
-    crop when ``random_resized_crop``, else resize + centre crop.
+    Order: optional short-side resize -> timm RandAugment / torchvision RandAugment
+    (at input resolution, as in EVL) -> spatial crop -> flip -> colour jitter ->
+    grayscale -> normalise. The spatial crop is TSN's multi-scale crop when
+    ``multi_scale_crop`` gives its scales, else the short-side jitter + random crop
+    when ``jitter`` is given, else a random resized crop when ``random_resized_crop``,
+    else resize + centre crop (see :mod:`ovar.video.clip_augment`).
     """
 
     def __init__(
@@ -321,6 +331,9 @@ class TrainTransform:
         interpolation: Interpolation = "bilinear",
         mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
+        multi_scale_crop: Sequence[float] | None = None,
+        color_jitter: tuple[float, float, float, float, float] | None = None,
+        timm_rand_augment: str | None = None,
     ) -> None:
         _check_size(size)
         for name, p in (("flip", flip), ("grayscale", grayscale)):
@@ -330,9 +343,13 @@ class TrainTransform:
         if short_side is not None:
             _check_size(short_side, "short_side")
             ops.append(v2.Resize(short_side, interpolation=_mode(interpolation), antialias=True))
+        if timm_rand_augment is not None:
+            ops.append(TimmRandAugment(timm_rand_augment, mean))
         if rand_augment is not None:
             ops.append(make_rand_augment(*rand_augment))
-        if jitter is not None:
+        if multi_scale_crop is not None:
+            ops.append(MultiScaleCrop(size, multi_scale_crop, interpolation=_mode(interpolation)))
+        elif jitter is not None:
             ops.append(make_short_side_jitter_crop(size, jitter, interpolation))
         elif random_resized_crop:
             ops.append(make_random_resized_crop(size, scale, ratio, interpolation))
@@ -341,6 +358,8 @@ class TrainTransform:
                     v2.CenterCrop(size)]
         if flip > 0:
             ops.append(make_flip(flip))
+        if color_jitter is not None:
+            ops.append(make_color_jitter(*color_jitter))
         if grayscale > 0:
             ops.append(v2.RandomGrayscale(grayscale))
         self.size = size

@@ -1,0 +1,55 @@
+"""Text4Vis's ``train_nce.py`` baseline: both towers trained with a video-text contrastive loss.
+
+It is ActionCLIP's training with Text4Vis's prompt, augmentation and test procedure; the
+loss is ``recipe.loss``: ``nce`` (ActionCLIP's symmetric KL), ``ds`` (dual-softmax
+re-weighted) or ``ce`` (one positive per row), over the batch of every process.
+``recipe.fix_text`` freezes the text tower (the original's ``fix_text``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..config import ConfigError
+from .actionclip import ActionCLIPOptions, ActionCLIPRecipe
+from .base import ParamGroup, register_recipe
+from .video_data import Augment
+
+
+@dataclass
+class Text4VisNCEOptions(ActionCLIPOptions):
+    """``recipe.*`` keys: ActionCLIP's, with Text4Vis's prompt, plus the loss and ``fix_text``."""
+
+    templates: str = "text4vis"
+    loss: str = "nce"  # nce | ds | ce
+    fix_text: bool = False
+    rand_augment: tuple[int, int] | None = (2, 9)
+
+
+@register_recipe("text4vis_nce")
+class Text4VisNCERecipe(ActionCLIPRecipe):
+    original = "text4vis"  # test scale and test frames
+    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    few_shot_epoch = "full"
+    options_class = Text4VisNCEOptions
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        if self.opts.loss not in ("nce", "ds", "ce"):
+            raise ConfigError(f"recipe.loss: expected nce, ds or ce, got {self.opts.loss!r}")
+        self.loss_mode = self.opts.loss
+
+    def augment(self) -> Augment:
+        ra = tuple(self.opts.rand_augment) if self.opts.rand_augment else None
+        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=ra)
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        groups = super().param_groups(model)
+        if self.opts.fix_text:
+            groups = [g for g in groups if g.name != "text"]
+            for name, param in model.named_parameters():
+                if not any(param is p for g in groups for _, p in g.params):
+                    param.requires_grad_(False)
+        return groups
