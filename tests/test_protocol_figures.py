@@ -235,3 +235,30 @@ def test_cross_dataset_mean_and_population_std(data, tmp_path, capsys):
     assert report["tables"][0]["columns"] == ["model", "UCF", "HMDB", "K600", "UCF*"]
     assert report["tables"][0]["rows"][0][1] == pytest.approx({"mean": 85.0, "std": math.sqrt(14)})
     assert f"85.00 ± {math.sqrt(14):.2f}" in (out / "report.md").read_text()
+
+
+# --- few-shot: one column per K, the mean ± std over the test lists --------------------------------
+
+
+def test_few_shot_mean_over_test_lists(data, tmp_path, capsys, monkeypatch):
+    import ovar.train.loop
+
+    monkeypatch.setattr(ovar.train.loop, "train", lambda *a, **k: pytest.fail("nothing should train"))
+    few, out = data.lists / "fewshot", tmp_path / "out"
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.csv").write_text((few / "test.csv").read_text())
+    given = {(1, "first"): 30.0, (1, "second"): 45.0, (2, "first"): 50.0, (2, "second"): 80.0}
+    for (k, name), top1 in given.items():
+        _finished_part(out, f"shots{k}/{name}", top1, f"K={k}", name)
+    printed = _eval(capsys, "--protocol", "few-shot", "--root", str(data.root), "--train-list", str(few / "train.csv"),
+                    "--list", str(tmp_path / "first.csv"), "--list", str(tmp_path / "second.csv"), "--classes",
+                    str(few / "classes.csv"), "--shots", "1,2", "--out", str(out), *TRAIN)
+    for k in (1, 2):
+        values = [given[(k, "first")], given[(k, "second")]]
+        mean, std = _mean_std(values)
+        got = printed["summary"][f"K={k}"]
+        assert (got["mean"], got["std"], got["values"]) == (pytest.approx(mean), pytest.approx(std), values)
+    rows = json.loads((out / "report.json").read_text())["tables"][0]["rows"]
+    assert rows[0] == ["first", 30.0, 50.0] and rows[1] == ["second", 45.0, 80.0]
+    assert rows[2][0] == "mean" and rows[2][1:] == [pytest.approx({"mean": 37.5, "std": 7.5}),
+                                                    pytest.approx({"mean": 65.0, "std": 15.0})]
