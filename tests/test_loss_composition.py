@@ -85,6 +85,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _close(value, expected: float, what: str) -> None:
+    value = value.detach() if isinstance(value, torch.Tensor) else value
     assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-6), what
 
 
