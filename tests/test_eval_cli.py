@@ -102,12 +102,12 @@ def test_patch_ratio_evaluates_the_patched_original(videos, tmp_path):
     checkpoint, clip = REFERENCE.root / "checkpoint.pth", REFERENCE.root / "clip.pt"
     args = ["--checkpoint", str(checkpoint), "--clip", str(clip), "--views", "1x1"]
     assert _closed(videos, tmp_path / "plain", *args) == 1
-    assert _closed(videos, tmp_path / "patched", *args, "--patch-ratio", "0.5") == 1
+    assert _closed(videos, tmp_path / "patched", *args, "--patch-ratio", "0.25") == 1
     plain = read_scores(tmp_path / "plain" / "closed" / "test")
     patched = read_scores(tmp_path / "patched" / "closed" / "test")
     assert not torch.allclose(plain["scores"], patched["scores"])
 
-    model = load_model(checkpoint=checkpoint, clip=clip, patch_ratio=0.5)
+    model = load_model(checkpoint=checkpoint, clip=clip, patch_ratio=0.25)
     records = __import__("ovar.data.lists", fromlist=["read_list"]).read_list(videos / "test.csv")[:6]
     settings = EvalSettings(root=videos, views="1x1", frames=model.frames, workers=0)
     dataset = eval_dataset(records, model.backbone, model.frames, settings)

@@ -87,6 +87,18 @@ def test_multi_view_and_dense_sampling(model, clips):
     for result in (one, many):
         assert math.isclose(sum(p.score for p in result.predictions), 1.0, abs_tol=1e-5)
     assert [p.score for p in one.predictions] != [p.score for p in many.predictions]
+    # One dense clip of 4 frames 16 apart (clamped), centred; the probabilities by hand.
+    from ovar.video import dense_indices
+
+    with open_video(clips / "a.mp4") as reader:
+        frames = reader.get_frames(dense_indices(reader.info.num_frames, 4, 16, train=False))
+    clip = build_eval_transform(64, mean=model.backbone.mean, std=model.backbone.std)(frames)[0]
+    with torch.no_grad():
+        video = F.normalize(F.normalize(model.backbone.encode_image(clip), dim=-1).mean(0), dim=-1)
+        text = model.classifier(LABELS, cache=False)  # the default templates' mean (tested in test_text)
+    got = {p.label: p.score for p in one.predictions}
+    assert [got[label] for label in LABELS] == pytest.approx((model.backbone.logit_scale * video @ text.t())
+                                                             .softmax(-1).tolist(), abs=1e-5)
 
 
 def test_segments_cover_the_video(model, clips):

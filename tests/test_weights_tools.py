@@ -263,10 +263,10 @@ def test_patch_module_in_place_once_per_tensor():
     module = Wrapper()
     before = {k: v.clone() for k, v in module.backbone.clip.state_dict().items()}
     clip = {k: torch.randn_like(v) for k, v in before.items()}
-    patched = patch_module(module, clip, 0.5)
+    patched = patch_module(module, clip, 0.25)
     assert patched == len(before)
     for key, value in module.backbone.clip.state_dict().items():
-        torch.testing.assert_close(value, 0.5 * clip[key] + 0.5 * before[key], atol=1e-6, rtol=0, msg=key)
+        torch.testing.assert_close(value, 0.25 * clip[key] + 0.75 * before[key], atol=1e-6, rtol=0, msg=key)
 
 
 # --- command-line errors --------------------------------------------------------------------
