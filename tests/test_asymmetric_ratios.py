@@ -165,7 +165,7 @@ def test_eval_patch_ratio_scores_the_quarter_patched_model(original, tmp_path, c
             if key.startswith("visual.") or key == "logit_scale":
                 param.copy_(_mix(original["clip"][key], original["trained"][key]))
     settings = EvalSettings(root=root, views="1x1", frames=model.frames, workers=0)
-    dataset = eval_dataset(read_list(root / "test.csv"), model.backbone, model.frames, settings)
+    dataset = eval_dataset(read_list(root / "test.csv"), model.backbone, model.frames, settings, kind=model.kind)  # the original system's test input
     video = torch.stack([dataset[i]["video"] for i in range(len(dataset))])
     with torch.no_grad():
         expected = score_views(model, video, model.classifier(CLASSES, cache=False), "sum_logits")

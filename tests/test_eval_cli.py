@@ -110,7 +110,7 @@ def test_patch_ratio_evaluates_the_patched_original(videos, tmp_path):
     model = load_model(checkpoint=checkpoint, clip=clip, patch_ratio=0.25)
     records = __import__("ovar.data.lists", fromlist=["read_list"]).read_list(videos / "test.csv")[:6]
     settings = EvalSettings(root=videos, views="1x1", frames=model.frames, workers=0)
-    dataset = eval_dataset(records, model.backbone, model.frames, settings)
+    dataset = eval_dataset(records, model.backbone, model.frames, settings, kind=model.kind)  # the original system's test input
     video = torch.stack([dataset[i]["video"] for i in range(len(dataset))])
     with torch.no_grad():
         expected = score_views(model, video, model.classifier(CLASSES), "sum_logits")
