@@ -123,7 +123,7 @@ def test_interpolated_weight_losses(model, meta, inputs, expected):
     from ovar.convert.actionclip import build_backbone
     from ovar.models.weights_io import read_weights
     from ovar.recipes.open_vclip import CLIP_PREFIX, OpenVCLIPTrainer
-    from ovar.train.iwo import anchor_weights
+    from ovar.recipes.iwo import anchor_weights
 
     clip_state, _ = read_weights(ROOT / "clip.pt")
     original = build_backbone(clip_state, ROOT / "clip.pt")

@@ -5,7 +5,7 @@ test-time patching towards the original CLIP.
 Training forward: per-frame unit embeddings, logits ``exp(logit_scale) · f @ wᵀ`` averaged
 over frames, cross-entropy. With IWO each step adds ``λ · CE`` at the weights
 ``α·θ_CLIP + (1 − α)·θ`` (α ~ U(low, high), drawn from the engine's per-step seeded
-generator), evaluated functionally (:mod:`ovar.train.iwo`): only the CLIP parameters are
+generator), evaluated functionally (:mod:`ovar.recipes.iwo`): only the CLIP parameters are
 interpolated, so extra trainable modules are fine, in one process or many.
 """
 
@@ -25,8 +25,8 @@ from ..config import ConfigError
 from ..models.open_vclip import OpenVCLIPModel
 from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
-from ..train.iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
-from ..train.running_average import RunningAverage
+from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
+from .running_average import RunningAverage
 from .base import ParamGroup, register_recipe
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe
 from .video_data import Augment
