@@ -256,7 +256,7 @@ def test_help_imports_no_heavy_module():
 def test_parser_choices_match_the_library():
     """The converter's option names are spelt out in the CLI (no torch import); they must not drift."""
     from ovar.cli import convert_cmd
-    from ovar.convert import SOURCES
+    from ovar.models.convert import SOURCES
     from ovar.models.temporal import FUSION_TYPES
     from ovar.models.temporal.expand_view import TEMPORAL_TYPES
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections import Counter
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -101,13 +100,13 @@ class FailureLog:
         self._counts = Counter(state["counts"])
 
 
-def report_failures(log: FailureLog, stream: TextIO | None = None) -> int:
-    """Write ``log.summary()`` to ``stream`` (stderr by default) if anything failed.
+def report_failures(log: FailureLog) -> int:
+    """Log ``log.summary()`` as a warning if anything failed.
 
     Returns the number of distinct failed videos.
     """
     if len(log):
-        print(log.summary(), file=stream if stream is not None else sys.stderr)
+        logger.warning(log.summary())
     return len(log)
 
 
@@ -238,6 +237,19 @@ class VideoLoader(DataLoader):
             shutdown()
         if self.persistent_workers:
             self._iterator = None  # the next iteration starts fresh workers
+
+
+    def close(self) -> None:
+        """Stop persistent workers now: left to interpreter exit they can outlive the process
+        group and abort the process.  The next iteration starts fresh workers.
+
+        DataLoader has no public way to end persistent workers, so this subclass is the one
+        place that touches its iterator.
+        """
+        iterator = getattr(self, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._iterator = None
 
 
 def _dist_info(distributed: bool | None) -> tuple[int, int]:

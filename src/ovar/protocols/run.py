@@ -15,7 +15,7 @@ The protocols (definitions in :mod:`ovar.protocols.defs`, docs/protocols.md):
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ from .sources import EvalSettings, ModelSource, eval_dataset
 from ..eval.metrics import harmonic_mean, mean_std
 from .report import Table, write_report
 from .training import RecipeSpec, train_source
+
+logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 _SINGLE = ("*", " full")  # report columns of one list, not mean ± std
@@ -130,7 +132,7 @@ class ProtocolRun:
 
 
 def _status(message: str) -> None:
-    print(f"ovar eval: {message}", file=sys.stderr, flush=True)
+    logger.info("eval: %s", message)
 
 
 def _maybe_float(value: Any) -> float | None:

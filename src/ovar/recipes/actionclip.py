@@ -11,7 +11,8 @@ from torch import nn
 from ..losses import symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 

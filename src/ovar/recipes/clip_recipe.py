@@ -13,7 +13,7 @@ from ..models.backbone import ClipBackbone, load_backbone
 from ..models.model_file import save_model_file
 from ..models.zero_shot import VideoTextModel
 from . import video_data
-from .base import Recipe
+from ..train.recipe import Recipe
 
 T = TypeVar("T")
 MODEL_FILE = "model.pt"  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`

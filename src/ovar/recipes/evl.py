@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 

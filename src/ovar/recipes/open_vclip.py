@@ -27,7 +27,8 @@ from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
 from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from .running_average import RunningAverage
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe
 from .video_data import Augment
 
