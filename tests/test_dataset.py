@@ -286,6 +286,14 @@ def test_collate_keeps_failed_items_out_of_the_tensor():
     assert batch["video"].shape == (2, 2, 3) and batch["index"].tolist() == [0, 2]
     assert batch["failed"] == [1] and batch["failures"] == [("x.mp4", "empty")]
     assert collate_videos([bad])["video"] is None
+    assert batch["packed"] is False  # clips, not precomputed features
+
+
+def test_collate_says_when_items_hold_precomputed_features():
+    item = {"video": torch.full((5,), 0.25), "label": 2, "index": 3, "failures": [], "fatal": None, "packed": True}
+    batch = collate_videos([item, dict(item, index=4)])
+    assert batch["packed"] is True and batch["video"].shape == (2, 5)
+    assert collate_videos([dict(item, video=None)])["packed"] is False  # nothing decoded: nothing packed
 
 
 def test_failure_log_dedups_and_summarises(caplog):

@@ -6,7 +6,9 @@
   ``(B, V, T, 3, S, S)`` for evaluation, or ``None`` when every item of the batch failed;
 * ``label``, ``index``: long tensors matching ``video`` row for row;
 * ``failed``: dataset indices of evaluation items left out of ``video`` (undecodable);
-* ``failures``: every :class:`~ovar.data.dataset.Failure` behind the batch.
+* ``failures``: every :class:`~ovar.data.dataset.Failure` behind the batch;
+* ``packed``: True when the items said (``"packed": True``) that their ``video`` slot holds
+  precomputed features rather than clips, so a consumer never guesses from the shape.
 
 Workers cannot update the parent's counters, so failures ride inside the batches and the
 loader adds them to its :class:`FailureLog` (``loader.failures``) as batches arrive; the
@@ -133,6 +135,7 @@ def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": [it["index"] for it in items if it["video"] is None and not it.get("fatal")],
         "failures": [f for it in items for f in it["failures"]],
         "fatal": next((it["fatal"] for it in items if it.get("fatal")), None),
+        "packed": bool(ok) and all(it.get("packed", False) for it in ok),
     }
 
 
@@ -211,9 +214,12 @@ class VideoLoader(DataLoader):
     deferred fatal error (strict mode, a broken dataset) is raised here, in the main process.
     """
 
-    def __init__(self, dataset: Dataset, *, failures: FailureLog, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, *, failures: FailureLog, shard: ShardedSampler | None = None,
+                 **kwargs: Any) -> None:
+        """``shard``: the sampler that orders and shards the indices, when ``sampler`` wraps it."""
         super().__init__(dataset, **kwargs)
         self.failures = failures
+        self.shard = shard if shard is not None else self.sampler
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -291,6 +297,7 @@ def build_loader(dataset: Dataset, batch_size: int, *, workers: int, shuffle: bo
     return VideoLoader(
         dataset,
         failures=FailureLog("replaced" if train else "excluded from evaluation"),
+        shard=shard,
         batch_size=batch_size,
         sampler=EpochKeySampler(shard) if keyed else shard,
         num_workers=workers,

@@ -13,7 +13,7 @@ from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
 from ..train.recipe import ParamGroup
 from .registry import register_recipe
-from .clip_recipe import ClipVideoRecipe
+from .clip_recipe import ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
 
@@ -46,7 +46,6 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         super().__init__(config)
         self.opts = self.options(ActionCLIPOptions)
         self.templates = resolve_templates(self.opts.templates)
-        self._eval_classifier: torch.Tensor | None = None
 
     def augment(self) -> Augment:
         # The original crops at several scales, flips and jitters colours; ovar applies one
@@ -86,10 +85,9 @@ class ActionCLIPRecipe(ClipVideoRecipe):
     def eval_model(self, model: nn.Module) -> nn.Module:
         # The text tower trains, so its classifier is re-encoded once per evaluation.
         with torch.no_grad():
-            self._eval_classifier = model.model.classifier(self.class_names, self.templates, cache=False)
-        return model
+            return EvalModel(model, model.model.classifier(self.class_names, self.templates, cache=False))
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         # Views: the template-averaged probabilities are averaged too (mean_softmax).
-        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]
+        return self.score_batch(eval_model, batch["video"], eval_model.classifier), batch["label"]

@@ -19,6 +19,25 @@ T = TypeVar("T")
 MODEL_FILE = "model.pt"  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
 
 
+class EvalModel(nn.Module):
+    """A trainer ready to evaluate, holding the class embeddings it is scored against.
+
+    Recipes whose text tower trains encode the classes once per evaluation
+    (:meth:`Recipe.eval_model`); the embeddings travel with the model to
+    :meth:`Recipe.evaluate_batch` instead of being kept on the recipe between the calls.
+    """
+
+    def __init__(self, trainer: nn.Module, classifier: torch.Tensor) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.register_buffer("classifier", classifier, persistent=False)
+
+    @property
+    def model(self) -> VideoTextModel:
+        """The trainer's video-text model (what :meth:`ClipVideoRecipe.inner` returns)."""
+        return self.trainer.model
+
+
 class ClipVideoRecipe(Recipe):
     """Base of recipes whose model is a :class:`VideoTextModel` held by a training wrapper
     (attribute ``model``) and trained on ``data.*`` lists of labelled videos."""

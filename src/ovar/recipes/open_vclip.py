@@ -29,7 +29,7 @@ from .iwo import anchor_weights, functional_forward, interpolated_parameters, sa
 from .running_average import RunningAverage
 from ..train.recipe import ParamGroup
 from .registry import register_recipe
-from .clip_recipe import MODEL_FILE, ClipVideoRecipe
+from .clip_recipe import MODEL_FILE, ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         if self.opts.patch_ratio is not None and not 0.0 <= self.opts.patch_ratio <= 1.0:
             raise ConfigError(f"recipe.patch_ratio: must be within [0, 1], got {self.opts.patch_ratio}")
         self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
-        self._eval_classifier: torch.Tensor | None = None
 
     # --- model -------------------------------------------------------------------------
 
@@ -148,9 +147,8 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.opts.patch_ratio is not None:
             model = self.patched(model, self.opts.patch_ratio)
-        with torch.no_grad():
-            self._eval_classifier = self.classifier_for(model, self.class_names)  # once per evaluation
-        return model
+        with torch.no_grad():  # the classes are encoded once per evaluation
+            return EvalModel(model, self.classifier_for(model, self.class_names))
 
     def patched(self, model: nn.Module, ratio: float) -> nn.Module:
         """A copy of the trainer with every trained CLIP tensor moved to ``r·θ_CLIP + (1 − r)·θ``."""
@@ -163,7 +161,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]
+        return self.score_batch(eval_model, batch["video"], eval_model.classifier), batch["label"]
 
     # --- after training ----------------------------------------------------------------
 

@@ -164,7 +164,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                     break
                 loader.set_epoch(pos.epoch)
                 loader.failures = FailureLog(loader.failures.action)
-                _shard(loader).start = pos.batch * config.data.batch_size  # 0 unless resumed mid-epoch
+                loader.shard.start = pos.batch * config.data.batch_size  # 0 unless resumed mid-epoch
                 started = time.perf_counter()
                 if _train_epoch(run, pos, stop):
                     stopped = stop.name
@@ -229,11 +229,6 @@ class _Run:
     logger: MetricsLogger
     ckpts: CheckpointDir
     precision: str
-
-
-def _shard(loader: VideoLoader) -> Any:
-    """The loader's :class:`~ovar.data.loader.ShardedSampler` (under an EpochKeySampler or not)."""
-    return getattr(loader.sampler, "base", loader.sampler)
 
 
 def _restore(state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
