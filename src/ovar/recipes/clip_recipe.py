@@ -45,6 +45,7 @@ class ClipVideoRecipe(Recipe):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)
+        self._backbone_meta: ClipBackbone | None = None  # the last backbone built (see _shape_source)
 
     def options(self, cls: type[T]) -> T:
         """The ``recipe`` section (less its ``name``) parsed into the recipe's dataclass."""
@@ -70,8 +71,8 @@ class ClipVideoRecipe(Recipe):
     def _shape_source(self) -> ClipBackbone:
         # Image size and normalisation come from the backbone the model was built on; the
         # weights are only loaded here when a dataset is asked for before the model.
-        if not hasattr(self, "_backbone_meta"):
-            self.backbone()
+        if self._backbone_meta is None:
+            return self.backbone()
         return self._backbone_meta
 
     def classifier_for(self, eval_model: nn.Module, names: Sequence[str],
