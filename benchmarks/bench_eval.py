@@ -51,7 +51,7 @@ def main() -> None:
 
     from ovar.data.records import VideoRecord
     from ovar.eval import ModelScorer, evaluate_set
-    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.protocols.sources import EvalSettings, eval_dataset
     from ovar.models.open_vclip import FrosterModel
     from ovar.models import load_backbone
     from videogen import make_video

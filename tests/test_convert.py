@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import reference_dir
-from ovar.convert import convert_checkpoint
+from ovar.models.convert import convert_checkpoint
 from ovar.errors import ModelError
 from ovar.models.model_file import load_model_file, register_kind, save_model_file
 from ovar.models.temporal import TransformerFusion
@@ -259,7 +259,7 @@ def test_evl_heads_are_required_when_no_shape_fixes_them(evl_files, tmp_path, ca
 
 @pytest.mark.parametrize("width, qkv, heads", [(768, 768, 12), (1024, 1024, 16), (768, 512, None), (512, 512, None)])
 def test_evl_heads_of_the_released_presets(width, qkv, heads):
-    from ovar.convert.evl import _arguments
+    from ovar.models.convert.evl import _arguments
 
     # Shapes only (meta tensors): the released ViT-B/16 and ViT-L/14 decoders fix the head count.
     shapes = {"decoder.cls_token": (1, 1, width), "decoder.decoder_layers.0.attn.q_proj.weight": (qkv, width),

@@ -286,9 +286,17 @@ def test_collate_keeps_failed_items_out_of_the_tensor():
     assert batch["video"].shape == (2, 2, 3) and batch["index"].tolist() == [0, 2]
     assert batch["failed"] == [1] and batch["failures"] == [("x.mp4", "empty")]
     assert collate_videos([bad])["video"] is None
+    assert batch["packed"] is False  # clips, not precomputed features
 
 
-def test_failure_log_dedups_and_summarises(capsys):
+def test_collate_says_when_items_hold_precomputed_features():
+    item = {"video": torch.full((5,), 0.25), "label": 2, "index": 3, "failures": [], "fatal": None, "packed": True}
+    batch = collate_videos([item, dict(item, index=4)])
+    assert batch["packed"] is True and batch["video"].shape == (2, 5)
+    assert collate_videos([dict(item, video=None)])["packed"] is False  # nothing decoded: nothing packed
+
+
+def test_failure_log_dedups_and_summarises(caplog):
     log = FailureLog("replaced")
     assert log.add([("b.mp4", "empty file"), ("a.mp4", "not found"), ("b.mp4", "empty file")]) == 2
     other = FailureLog("replaced")
@@ -299,8 +307,9 @@ def test_failure_log_dedups_and_summarises(capsys):
     assert [f.path for f in log.as_list()] == ["a.mp4", "b.mp4", "c.mp4"]
     assert log.summary().splitlines() == ["3 videos could not be decoded (replaced, 4 times in all):",
                                           "  a.mp4: not found", "  b.mp4: empty file (x2)", "  c.mp4: truncated"]
-    assert report_failures(FailureLog()) == 0 and capsys.readouterr().err == ""
-    assert report_failures(log) == 3 and "b.mp4: empty file" in capsys.readouterr().err
+    caplog.clear()  # add() above logged each new path
+    assert report_failures(FailureLog()) == 0 and caplog.text == ""
+    assert report_failures(log) == 3 and "b.mp4: empty file" in caplog.text
 
 
 @pytest.mark.parametrize("n,world", [(10, 3), (7, 4), (3, 5), (12, 4)])

@@ -96,7 +96,7 @@ REFERENCE = ReferenceSet("open_vclip")
 
 @REFERENCE.skip_unless_available("Open-VCLIP")
 def test_patch_ratio_evaluates_the_patched_original(videos, tmp_path):
-    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.protocols.sources import EvalSettings, eval_dataset
     from ovar.models.zero_shot import load_model
 
     checkpoint, clip = REFERENCE.root / "checkpoint.pth", REFERENCE.root / "clip.pt"

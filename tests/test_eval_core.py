@@ -112,7 +112,7 @@ def test_score_store_resumes_and_refuses_another_list(tmp_path):
 def test_evaluate_set_skips_an_undecodable_video(tmp_path, tiny_backbone):
     from ovar.data.records import VideoRecord
     from ovar.eval import ModelScorer, evaluate_set
-    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.protocols.sources import EvalSettings, eval_dataset
     from ovar.models.zero_shot import VideoTextModel
     from videogen import make_video
 

@@ -173,7 +173,7 @@ def test_model_file_round_trip_is_self_contained(tiny_backbone, tmp_path):
 
 def test_converter_reads_sizes_from_the_checkpoint(tiny_backbone, tmp_path):
     """An original-layout checkpoint ('module.decoder.*', 'module.proj.*') + CLIP file -> same model."""
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     model = _model(tiny_backbone, frames=8, num_heads=4).eval()
     for tca in model.video_encoder.decoder.cross_attention:

@@ -175,7 +175,7 @@ _DRAWS = """
 import sys, json
 sys.path.insert(0, {tests!r})
 from ovar.train.loop import _seed_step
-from ovar.train.iwo import sample_alpha
+from ovar.recipes.iwo import sample_alpha
 from test_open_vclip_recipe import _config, _recipe
 from pathlib import Path
 recipe = _recipe(_config(Path({root!r}), Path({out!r}), "froster"))

@@ -31,7 +31,7 @@ def inputs() -> dict:
 
 
 def _convert(variant: str):
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     weights = VARIANTS[variant]
     return convert_checkpoint("actionclip", ROOT / "checkpoint.pth",

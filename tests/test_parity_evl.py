@@ -27,7 +27,7 @@ def meta() -> dict:
 
 @pytest.fixture(scope="module")
 def model(meta):
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     return convert_checkpoint("evl", ROOT / "checkpoint.pth", clip=ROOT / "clip.pt",
                               num_heads=meta["decoder"]["num_heads"], class_names=meta["inputs"]["class_names"])

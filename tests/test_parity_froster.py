@@ -32,7 +32,7 @@ def inputs() -> dict:
 
 @pytest.fixture(scope="module")
 def model(meta):
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     return convert_checkpoint("froster", ROOT / "checkpoint.pth", frames=meta["sizes"]["frames_T"])
 
@@ -84,8 +84,8 @@ def test_block_outputs(model, inputs, expected):
 def test_training_loss_breakdown(model, meta, inputs, expected):
     """Student (checkpoint + its projectors) vs teacher (clip.pt, no temporal attention) at
     the stored template draw: every feature and loss term of the original."""
-    from ovar.convert.actionclip import build_backbone
-    from ovar.convert.open_vclip import read_projectors
+    from ovar.models.convert.actionclip import build_backbone
+    from ovar.models.convert.open_vclip import read_projectors
     from ovar.losses import feature_distillation_loss
     from ovar.models.weights_io import read_weights
     from ovar.recipes.froster import FrosterTrainer, Teacher

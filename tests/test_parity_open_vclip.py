@@ -37,7 +37,7 @@ def _video(inputs) -> torch.Tensor:
 
 
 def _convert(meta, **options):
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     return convert_checkpoint("open_vclip", ROOT / "checkpoint.pth", clip=ROOT / "clip.pt",
                               frames=meta["sizes"]["frames_T"], **options)
@@ -120,10 +120,10 @@ def test_patched_logits(meta, inputs, expected):
 
 def test_interpolated_weight_losses(model, meta, inputs, expected):
     """The functional IWO forward at the stored alpha gives the original's logits and losses."""
-    from ovar.convert.actionclip import build_backbone
+    from ovar.models.convert.actionclip import build_backbone
     from ovar.models.weights_io import read_weights
     from ovar.recipes.open_vclip import CLIP_PREFIX, OpenVCLIPTrainer
-    from ovar.train.iwo import anchor_weights
+    from ovar.recipes.iwo import anchor_weights
 
     clip_state, _ = read_weights(ROOT / "clip.pt")
     original = build_backbone(clip_state, ROOT / "clip.pt")

@@ -25,7 +25,7 @@ def meta() -> dict:
 
 @pytest.fixture(scope="module")
 def model():
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     return convert_checkpoint("text4vis", ROOT / "checkpoint.pth", clip=ROOT / "clip.pt")
 

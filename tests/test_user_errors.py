@@ -256,7 +256,7 @@ def test_help_imports_no_heavy_module():
 def test_parser_choices_match_the_library():
     """The converter's option names are spelt out in the CLI (no torch import); they must not drift."""
     from ovar.cli import convert_cmd
-    from ovar.convert import SOURCES
+    from ovar.models.convert import SOURCES
     from ovar.models.temporal import FUSION_TYPES
     from ovar.models.temporal.expand_view import TEMPORAL_TYPES
 
@@ -279,3 +279,18 @@ def test_one_device_resolver_for_every_command():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA is not available"):
             engine_resolve("cuda", local_rank=1)
+
+
+def test_one_meaning_of_precision_for_training_and_evaluation():
+    from ovar.devices import DeviceError, autocast, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(DeviceError, match=r"^--precision: fp16 needs a GPU"):
+        resolve_precision("fp16", cpu, "--precision")
+    layer = torch.nn.Linear(3, 2)
+    x = torch.full((1, 3), 0.25)
+    with autocast("bf16", cpu):
+        assert layer(x).dtype == torch.bfloat16
+    with autocast("fp32", cpu):
+        assert layer(x).dtype == torch.float32

@@ -8,6 +8,7 @@ as one line with exit status 2.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -59,3 +60,29 @@ def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.devi
     if index >= count:
         raise DeviceError(f"device '{name}': this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
     return torch.device("cuda", index)
+
+
+def resolve_precision(precision: str, device: torch.device, setting: str = "run.precision") -> str:
+    """``"auto"`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU.
+
+    ``setting`` names the option in the error raised for fp16 without a GPU.
+    """
+    import torch
+
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError(f"{setting}: fp16 needs a GPU (use fp32 or bf16 on CPU)")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of a resolved ``precision`` (fp32, fp16 or bf16) on ``device``."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)

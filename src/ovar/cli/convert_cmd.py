@@ -7,7 +7,7 @@ import argparse
 from .argtypes import checkpoint, new_file, positive_int, unit_interval
 
 # Spelled out here so that building the parser imports no torch (`ovar --help` stays fast);
-# tests/test_user_errors.py checks they equal ovar.convert.SOURCES and the models' names.
+# tests/test_user_errors.py checks they equal ovar.models.convert.SOURCES and the models' names.
 SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
 FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
 TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", "expand_temporal_view_step3")
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..convert import convert_checkpoint
+    from ..models.convert import convert_checkpoint
     from ..models.model_file import save_model_file
 
     if args.frames is not None and args.frames < 1:

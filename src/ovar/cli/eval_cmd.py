@@ -100,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     if args.protocol is None:
         return _run_checkpoint_eval(args)
-    from ..eval import protocols as P
-    from ..eval.protocol_defs import BUNDLED_FOLDER
-    from ..eval.protocol_lists import BundledLists, FileLists, FolderLists
-    from ..eval.protocol_models import bare_clip, model_file
-    from ..eval.protocol_train import RecipeSpec
+    from ..protocols import run as P
+    from ..protocols.defs import BUNDLED_FOLDER
+    from ..protocols.lists import BundledLists, FileLists, FolderLists
+    from ..protocols.sources import bare_clip, model_file
+    from ..protocols.training import RecipeSpec
 
     if not args.root or not args.out:
         raise OvarError(f"--protocol {args.protocol} needs --root DATASET_DIR and --out DIR")
@@ -167,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _named_lists(args: argparse.Namespace, protocol: str) -> dict[str, tuple[str, str]]:
-    from ..eval.protocols import _unique_names
+    from ..protocols.run import unique_names
 
     if not args.lists_eval or not args.classes:
         raise OvarError(f"--protocol {protocol} needs --list FILE and --classes FILE")
-    return dict(zip(_unique_names(args.lists_eval), ((path, args.classes) for path in args.lists_eval)))
+    return dict(zip(unique_names(args.lists_eval), ((path, args.classes) for path in args.lists_eval)))
 
 
 def _training_overrides(args: argparse.Namespace) -> list[str]:
@@ -192,7 +192,7 @@ def _training_overrides(args: argparse.Namespace) -> list[str]:
 def _settings(args: argparse.Namespace, config):
     from pathlib import Path
 
-    from ..eval.protocol_models import EvalSettings, descriptions_by_name
+    from ..protocols.sources import EvalSettings, descriptions_by_name
 
     return EvalSettings(
         root=Path(args.root), views=args.views or config.eval.views, frames=config.data.frames,
@@ -209,12 +209,12 @@ def _run_checkpoint_eval(args: argparse.Namespace) -> int:
     """``ovar eval --config ... --checkpoint FILE``: the run's evaluation list, metrics as JSON."""
     from ..train import distributed, evaluate
     from ..train.checkpoint import load
-    from .train_cmd import _load
+    from .train_cmd import load_run
 
     if not args.checkpoint:
         raise OvarError("give --protocol NAME, or --checkpoint FILE to evaluate a run on its data.val_list")
     args.overrides = [*args.overrides, *_training_overrides(args)]
-    config, recipe = _load(args)
+    config, recipe = load_run(args)
     try:
         state = load(args.checkpoint)
     except (OSError, RuntimeError) as exc:

@@ -38,7 +38,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_HELP_OVERRIDES)
 
 
-def _load(args: argparse.Namespace):
+def load_run(args: argparse.Namespace):
+    """The config (file plus KEY=VALUE overrides) and recipe that ``args`` name."""
     from ..config import load_config
     from ..recipes import load_recipe
 
@@ -62,7 +63,7 @@ def _load(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     from ..train import train
 
-    config, recipe = _load(args)
+    config, recipe = load_run(args)
     result = train(config, recipe, overwrite=args.overwrite)
     if result.stopped:
         # Preempted or interrupted: the checkpoint is written; a non-zero status tells a job

@@ -6,7 +6,9 @@
   ``(B, V, T, 3, S, S)`` for evaluation, or ``None`` when every item of the batch failed;
 * ``label``, ``index``: long tensors matching ``video`` row for row;
 * ``failed``: dataset indices of evaluation items left out of ``video`` (undecodable);
-* ``failures``: every :class:`~ovar.data.dataset.Failure` behind the batch.
+* ``failures``: every :class:`~ovar.data.dataset.Failure` behind the batch;
+* ``packed``: True when the items said (``"packed": True``) that their ``video`` slot holds
+  precomputed features rather than clips, so a consumer never guesses from the shape.
 
 Workers cannot update the parent's counters, so failures ride inside the batches and the
 loader adds them to its :class:`FailureLog` (``loader.failures``) as batches arrive; the
@@ -19,9 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections import Counter
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -101,13 +102,13 @@ class FailureLog:
         self._counts = Counter(state["counts"])
 
 
-def report_failures(log: FailureLog, stream: TextIO | None = None) -> int:
-    """Write ``log.summary()`` to ``stream`` (stderr by default) if anything failed.
+def report_failures(log: FailureLog) -> int:
+    """Log ``log.summary()`` as a warning if anything failed.
 
     Returns the number of distinct failed videos.
     """
     if len(log):
-        print(log.summary(), file=stream if stream is not None else sys.stderr)
+        logger.warning(log.summary())
     return len(log)
 
 
@@ -134,6 +135,7 @@ def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": [it["index"] for it in items if it["video"] is None and not it.get("fatal")],
         "failures": [f for it in items for f in it["failures"]],
         "fatal": next((it["fatal"] for it in items if it.get("fatal")), None),
+        "packed": bool(ok) and all(it.get("packed", False) for it in ok),
     }
 
 
@@ -212,9 +214,12 @@ class VideoLoader(DataLoader):
     deferred fatal error (strict mode, a broken dataset) is raised here, in the main process.
     """
 
-    def __init__(self, dataset: Dataset, *, failures: FailureLog, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, *, failures: FailureLog, shard: ShardedSampler | None = None,
+                 **kwargs: Any) -> None:
+        """``shard``: the sampler that orders and shards the indices, when ``sampler`` wraps it."""
         super().__init__(dataset, **kwargs)
         self.failures = failures
+        self.shard = shard if shard is not None else self.sampler
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -238,6 +243,19 @@ class VideoLoader(DataLoader):
             shutdown()
         if self.persistent_workers:
             self._iterator = None  # the next iteration starts fresh workers
+
+
+    def close(self) -> None:
+        """Stop persistent workers now: left to interpreter exit they can outlive the process
+        group and abort the process.  The next iteration starts fresh workers.
+
+        DataLoader has no public way to end persistent workers, so this subclass is the one
+        place that touches its iterator.
+        """
+        iterator = getattr(self, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._iterator = None
 
 
 def _dist_info(distributed: bool | None) -> tuple[int, int]:
@@ -279,6 +297,7 @@ def build_loader(dataset: Dataset, batch_size: int, *, workers: int, shuffle: bo
     return VideoLoader(
         dataset,
         failures=FailureLog("replaced" if train else "excluded from evaluation"),
+        shard=shard,
         batch_size=batch_size,
         sampler=EpochKeySampler(shard) if keyed else shard,
         num_workers=workers,

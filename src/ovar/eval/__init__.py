@@ -1,5 +1,5 @@
-"""Evaluation: multi-view fusion, metrics, resumable per-video scores, and the papers'
-protocols with their reports (``ovar eval``).  Not imported by ``import ovar``."""
+"""Evaluation: multi-view fusion, metrics, resumable per-video scores and plots (the papers'
+protocols built on them are :mod:`ovar.protocols`).  Not imported by ``import ovar``."""
 
 from .metrics import Metrics, compute_metrics, harmonic_mean, mean_std
 from .runner import SetResult, evaluate_set

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -16,12 +17,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from tqdm import tqdm
 
 from ..data.dataset import VideoDataset
 from ..data.loader import build_loader
+from ..devices import autocast, resolve_precision
 from .metrics import Metrics, compute_metrics
 from .plots import plot_confusion, plot_per_class
 from .scores import ScoreStore
+
+logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 30.0  # scores reach the disk at least this often while scoring
 
@@ -84,23 +89,22 @@ def _subset(dataset: VideoDataset, indices: list[int]) -> VideoDataset:
 def _score(scorer: Any, dataset: VideoDataset, positions: list[int], class_names: Sequence[str],
            store: ScoreStore, batch_size: int, workers: int, precision: str,
            descriptions: Sequence[str] | None, progress: bool) -> None:
-    from ..train.logging import progress as bar
-    from ..train.loop import _autocast, _close_loader, resolve_precision
-
     device = scorer.device
     classifier = scorer.classifier(list(class_names), descriptions)
-    precision = resolve_precision(precision, device)
+    precision = resolve_precision(precision, device, "--precision")
     loader = build_loader(dataset, batch_size, workers=workers, shuffle=False, seed=0, distributed=False,
                           pin_memory=device.type == "cuda")
     last_flush = time.monotonic()
     try:
-        for batch in bar(loader, total=len(loader), desc="eval", enabled=progress):
+        bar = tqdm(loader, total=len(loader), desc="eval", file=sys.stderr, dynamic_ncols=True, leave=False,
+                   disable=not progress)
+        for batch in bar:
             for local in batch["failed"]:
                 reason = next((f.reason for f in batch["failures"] if f.path == dataset.paths[local]), "undecodable")
                 store.add_failure(positions[local], reason)
             if batch["video"] is not None:
                 video = batch["video"].to(device, non_blocking=True)
-                with _autocast(precision, device):
+                with autocast(precision, device):
                     scores = scorer.score(video, classifier)
                 store.add([positions[i] for i in batch["index"].tolist()], scores.float())
             if time.monotonic() - last_flush > FLUSH_SECONDS:
@@ -108,7 +112,7 @@ def _score(scorer: Any, dataset: VideoDataset, positions: list[int], class_names
                 last_flush = time.monotonic()
     finally:
         store.flush()  # an interruption keeps every batch scored so far
-        _close_loader(loader)
+        loader.close()
     if store.failures:
-        print(f"ovar eval: {len(store.failures)} video(s) could not be decoded and were not scored "
-              f"(listed in {store.folder / 'failures.jsonl'})", file=sys.stderr)
+        logger.warning("%d video(s) could not be decoded and were not scored (listed in %s)",
+                       len(store.failures), store.folder / "failures.jsonl")

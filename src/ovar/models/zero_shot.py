@@ -84,7 +84,7 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
     original codebases (ActionCLIP, Text4Vis, EVL, Open-VCLIP, FROSTER: the layout is
     recognised, or named with ``source``), converted on the fly; ``clip`` is the original
     CLIP file some of them need, and ``patch_ratio`` patches Open-VCLIP/FROSTER weights
-    towards it; ``convert_options`` go to :func:`ovar.convert.convert_checkpoint` (e.g. EVL's
+    towards it; ``convert_options`` go to :func:`ovar.models.convert.convert_checkpoint` (e.g. EVL's
     ``num_heads`` and ``class_names``); a folder written by ``ovar export`` works too.
     ``pretrained`` naming such a folder, or ``hf-hub:org/name`` (a Hub repository holding
     one), loads that whole model. Otherwise the frozen-CLIP zero-shot model on backbone
@@ -104,7 +104,7 @@ def load_model(name: str = "ViT-B-16", pretrained: str | None = "openai", *, dev
 
 
 def _load_checkpoint(path: Path, *, device, frames, templates, clip, source, patch_ratio, options) -> VideoTextModel:
-    from ..convert import convert_checkpoint, detect_source
+    from .convert import convert_checkpoint, detect_source
     from .model_file import is_model_file, load_model_file
     from .weights_io import load_file
 

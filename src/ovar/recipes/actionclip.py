@@ -12,8 +12,9 @@ from ..losses import symmetric_kl_loss
 from ..losses.symmetric_kl import global_symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
-from .base import ParamGroup, register_recipe
-from .clip_recipe import ClipVideoRecipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
+from .clip_recipe import ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
 
@@ -50,7 +51,6 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         super().__init__(config)
         self.opts = self.options(self.options_class)
         self.templates = resolve_templates(self.opts.templates)
-        self._eval_classifier: torch.Tensor | None = None
 
     def augment(self) -> Augment:
         # As released: RandAugment N=2 M=9, TSN multi-scale crop (13 fixed positions), flip,
@@ -97,10 +97,9 @@ class ActionCLIPRecipe(ClipVideoRecipe):
     def eval_model(self, model: nn.Module) -> nn.Module:
         # The text tower trains, so its classifier is re-encoded once per evaluation.
         with torch.no_grad():
-            self._eval_classifier = model.model.classifier(self.class_names, self.templates, cache=False)
-        return model
+            return EvalModel(model, model.model.classifier(self.class_names, self.templates, cache=False))
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         # Views: the template-averaged probabilities are averaged too (mean_softmax).
-        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]
+        return self.score_batch(eval_model, batch["video"], eval_model.classifier), batch["label"]

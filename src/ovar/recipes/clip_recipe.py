@@ -13,10 +13,29 @@ from ..models.backbone import ClipBackbone, load_backbone
 from ..models.model_file import save_model_file
 from ..models.zero_shot import VideoTextModel
 from . import video_data
-from .base import Recipe
+from ..train.recipe import Recipe
 
 T = TypeVar("T")
 MODEL_FILE = "model.pt"  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
+
+
+class EvalModel(nn.Module):
+    """A trainer ready to evaluate, holding the class embeddings it is scored against.
+
+    Recipes whose text tower trains encode the classes once per evaluation
+    (:meth:`Recipe.eval_model`); the embeddings travel with the model to
+    :meth:`Recipe.evaluate_batch` instead of being kept on the recipe between the calls.
+    """
+
+    def __init__(self, trainer: nn.Module, classifier: torch.Tensor) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.register_buffer("classifier", classifier, persistent=False)
+
+    @property
+    def model(self) -> VideoTextModel:
+        """The trainer's video-text model (what :meth:`ClipVideoRecipe.inner` returns)."""
+        return self.trainer.model
 
 
 class ClipVideoRecipe(Recipe):
@@ -37,6 +56,7 @@ class ClipVideoRecipe(Recipe):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)
+        self._backbone_meta: ClipBackbone | None = None  # the last backbone built (see _shape_source)
 
     def options(self, cls: type[T]) -> T:
         """The ``recipe`` section (less its ``name``) parsed into the recipe's dataclass."""
@@ -67,8 +87,8 @@ class ClipVideoRecipe(Recipe):
     def _shape_source(self) -> ClipBackbone:
         # Image size and normalisation come from the backbone the model was built on; the
         # weights are only loaded here when a dataset is asked for before the model.
-        if not hasattr(self, "_backbone_meta"):
-            self.backbone()
+        if self._backbone_meta is None:
+            return self.backbone()
         return self._backbone_meta
 
     def classifier_for(self, eval_model: nn.Module, names: Sequence[str],

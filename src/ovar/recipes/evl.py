@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -73,7 +74,8 @@ class FixedViewDataset(Dataset):
 
     A video item's augmentation is seeded by (data.seed, view, index): the base dataset is
     asked for "epoch" ``view``.  Cached items carry their packed features in the ``video``
-    slot, shape (elements,), so the engine's collate stacks them like clips.
+    slot, shape (elements,), so the engine's collate stacks them like clips, and say so
+    with ``"packed": True`` (the batch's ``packed`` flag).
     """
 
     def __init__(self, base: Dataset, views: int) -> None:
@@ -106,7 +108,8 @@ class FixedViewDataset(Dataset):
         view = self.view_of(epoch)
         if self.cached(view, epoch):
             features, label = self.cache.read(view, index)
-            return {"video": features, "label": label, "index": index, "failures": [], "fatal": None}
+            return {"video": features, "label": label, "index": index, "failures": [], "fatal": None,
+                    "packed": True}
         item = self.base[(view, index)]
         item["index"] = index  # the cache slot, even when a bad video was replaced
         return item
@@ -210,7 +213,7 @@ class EVLRecipe(ClipVideoRecipe):
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         self._check_cache_key()
         video = batch["video"]
-        if video.dim() == 2:  # packed features read from the cache
+        if batch.get("packed"):  # features read from the cache
             packed = video
         else:
             with torch.no_grad():

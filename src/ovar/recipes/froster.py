@@ -26,7 +26,7 @@ from ..models.open_vclip import FrosterModel
 from ..text.classifier import encode_prompts
 from ..text.descriptions import fill_prompts, read_descriptions
 from ..text.templates import resolve_templates
-from .base import register_recipe
+from .registry import register_recipe
 from .open_vclip import OpenVCLIPOptions, OpenVCLIPRecipe
 
 

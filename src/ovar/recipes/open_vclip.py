@@ -5,7 +5,7 @@ test-time patching towards the original CLIP.
 Training forward: per-frame unit embeddings, logits ``exp(logit_scale) · f @ wᵀ`` averaged
 over frames, cross-entropy. With IWO each step adds ``λ · CE`` at the weights
 ``α·θ_CLIP + (1 − α)·θ`` (α ~ U(low, high), drawn from the engine's per-step seeded
-generator), evaluated functionally (:mod:`ovar.train.iwo`): only the CLIP parameters are
+generator), evaluated functionally (:mod:`ovar.recipes.iwo`): only the CLIP parameters are
 interpolated, so extra trainable modules are fine, in one process or many.
 """
 
@@ -25,10 +25,11 @@ from ..config import ConfigError
 from ..models.open_vclip import OpenVCLIPModel
 from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
-from ..train.iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
-from ..train.running_average import RunningAverage
-from .base import ParamGroup, register_recipe
-from .clip_recipe import MODEL_FILE, ClipVideoRecipe
+from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
+from .running_average import RunningAverage
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
+from .clip_recipe import MODEL_FILE, ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,6 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         if self.opts.patch_ratio is not None and not 0.0 <= self.opts.patch_ratio <= 1.0:
             raise ConfigError(f"recipe.patch_ratio: must be within [0, 1], got {self.opts.patch_ratio}")
         self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
-        self._eval_classifier: torch.Tensor | None = None
 
     # --- model -------------------------------------------------------------------------
 
@@ -150,9 +150,8 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.opts.patch_ratio is not None:
             model = self.patched(model, self.opts.patch_ratio)
-        with torch.no_grad():
-            self._eval_classifier = self.classifier_for(model, self.class_names)  # once per evaluation
-        return model
+        with torch.no_grad():  # the classes are encoded once per evaluation
+            return EvalModel(model, self.classifier_for(model, self.class_names))
 
     def patched(self, model: nn.Module, ratio: float) -> nn.Module:
         """A copy of the trainer with every trained CLIP tensor moved to ``r·θ_CLIP + (1 − r)·θ``."""
@@ -165,7 +164,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.score_batch(eval_model, batch["video"], self._eval_classifier), batch["label"]
+        return self.score_batch(eval_model, batch["video"], eval_model.classifier), batch["label"]
 
     # --- after training ----------------------------------------------------------------
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.text4vis import Text4VisModel
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
+from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .weights import State, WeightsInfo, _clip_tensors, _read_any, clip_prefixes, clip_state
+from .weights import State, WeightsInfo, clip_tensors, read_any, clip_prefixes, clip_state
 
 
 def _check_ratio(ratio: float) -> None:
@@ -49,7 +49,7 @@ def patch_towards_clip(state: Mapping[str, Any], clip: Mapping[str, Any], ratio:
         raise ModelError("no CLIP weights found to patch")
     out = dict(state)
     for prefix in prefixes:
-        for key, value in _clip_tensors(clip).items():
+        for key, value in clip_tensors(clip).items():
             if prefix + key not in state:
                 raise ModelError(f"CLIP key '{key}' is missing under '{prefix}'")
             out[prefix + key] = _mix(value, state[prefix + key], ratio, prefix + key)
@@ -66,7 +66,7 @@ def patch_module(module: nn.Module, clip: Mapping[str, Any], ratio: float) -> in
     done: set[int] = set()
     with torch.no_grad():
         for prefix in prefixes:
-            for key, value in _clip_tensors(clip).items():
+            for key, value in clip_tensors(clip).items():
                 target = tensors.get(prefix + key)
                 if target is None:
                     raise ModelError(f"CLIP key '{key}' is missing under '{prefix}'")
@@ -104,8 +104,8 @@ def interpolate_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
     state dict.
     """
     _check_ratio(ratio)
-    la, pa, sa, openai_a = _read_any(a_path)
-    lb, pb, sb, openai_b = _read_any(b_path)
+    la, pa, sa, openai_a = read_any(a_path)
+    lb, pb, sb, openai_b = read_any(b_path)
     if la == "clip" and lb == "clip":
         ca, cb = clip_state(sa, str(a_path)), clip_state(sb, str(b_path))
         try:
@@ -126,7 +126,7 @@ def interpolate_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
             state = patch_towards_clip(base, clip, r)
         except ModelError as exc:
             raise ModelError(f"{base_path}: {exc}") from None
-        mixed = len(_clip_tensors(clip)) * len(clip_prefixes(base))
+        mixed = len(clip_tensors(clip)) * len(clip_prefixes(base))
         return _wrap(layout, payload, state), WeightsInfo(layout=layout, tensors=mixed, with_clip=True)
     shared = [k for k, v in sb.items()
               if isinstance(v, Tensor) and v.is_floating_point() and isinstance(sa.get(k), Tensor)]

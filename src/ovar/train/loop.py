@@ -1,5 +1,5 @@
 """The one training and evaluation engine.  It knows nothing about any method: the
-:class:`~ovar.recipes.base.Recipe` builds the model, names the trainable parameters,
+:class:`~ovar.train.recipe.Recipe` builds the model, names the trainable parameters,
 computes the loss and scores evaluation batches.
 
 Read top to bottom: :func:`train` sets up (process group, seed, model, optimiser, loader,
@@ -34,7 +34,8 @@ from torch import nn
 from ..config import Config, ConfigError, save_resolved, to_yaml
 from ..data.dataset import derive_seed
 from ..data.loader import FailureLog, VideoLoader, build_loader, gather_failures, report_failures
-from ..recipes.base import Recipe
+from ..devices import autocast, resolve_precision
+from .recipe import Recipe
 from . import distributed
 from .checkpoint import CheckpointDir, remove_stale_temporaries, rng_state, save_atomic, set_rng_state
 from .distributed import DistContext
@@ -47,7 +48,6 @@ from .resume import resume_state, warn_if_changed
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -63,23 +63,6 @@ class RunResult:
     best: dict[str, float] | None = None  # {"epoch", "top1"} of the best evaluation
     stopped: str | None = None  # the signal that stopped the run (SIGTERM/SIGINT), if one did
     checkpoint: Path | None = None  # the checkpoint written when stopped by a signal
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("run.precision: fp16 needs a GPU (use fp32 or bf16 on CPU)")
-    return precision
-
-
-def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
 def seed_everything(seed: int) -> None:
@@ -101,15 +84,6 @@ def _split_output(out: torch.Tensor | dict[str, Any]) -> tuple[torch.Tensor, dic
     if "loss" not in out:
         raise ValueError("training_step returned a dict without 'loss'")
     return out["loss"], {k: v for k, v in out.items() if k != "loss"}
-
-
-def _close_loader(loader: VideoLoader) -> None:
-    """Stop persistent workers now: left to interpreter exit they can outlive the process
-    group and abort the process."""
-    iterator = getattr(loader, "_iterator", None)
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
-    loader._iterator = None
 
 
 def _mean_over_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
@@ -196,7 +170,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                     break
                 loader.set_epoch(pos.epoch)
                 loader.failures = FailureLog(loader.failures.action)
-                _shard(loader).start = pos.batch * config.data.batch_size  # 0 unless resumed mid-epoch
+                loader.shard.start = pos.batch * config.data.batch_size  # 0 unless resumed mid-epoch
                 started = time.perf_counter()
                 if _train_epoch(run, pos, stop):
                     stopped = stop.name
@@ -226,7 +200,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                 save_atomic({"model": model.state_dict()}, run_dir / "final.pt")
             distributed.barrier()
     finally:
-        _close_loader(loader)
+        loader.close()
         logger.close()
     return RunResult(run_dir, model, pos.epoch, pos.step, completed, pos.metrics, pos.best, stopped,
                      ckpts.latest() if stopped else None)
@@ -261,11 +235,6 @@ class _Run:
     logger: MetricsLogger
     ckpts: CheckpointDir
     precision: str
-
-
-def _shard(loader: VideoLoader) -> Any:
-    """The loader's :class:`~ovar.data.loader.ShardedSampler` (under an EpochKeySampler or not)."""
-    return getattr(loader.sampler, "base", loader.sampler)
 
 
 def _restore(state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -325,7 +294,7 @@ def _train_epoch(run: _Run, pos: _Position, stop: StopRequest) -> bool:
         # Gradients are all-reduced only on the last micro-batch of a group.
         sync = contextlib.nullcontext() if last or not ctx.distributed else run.ddp.no_sync()
         with sync:
-            with _autocast(run.precision, ctx.device):
+            with autocast(run.precision, ctx.device):
                 loss, extras = _split_output(run.recipe.training_step(run.ddp, batch))
             scaler.scale(loss.float() / group_size).backward()
         for key, value in {"loss": loss, **extras}.items():
@@ -391,13 +360,13 @@ def evaluate(config: Config, recipe: Recipe, model: nn.Module) -> dict[str, floa
             if batch["video"] is None:
                 continue
             batch = _to_device(batch, device)
-            with _autocast(precision, device):
+            with autocast(precision, device):
                 scores, labels = recipe.evaluate_batch(emodel, batch)
             top = scores.float().topk(min(5, scores.shape[1]), dim=1).indices.cpu()
             hit = top == labels.cpu().view(-1, 1)
             hits.extend(zip(batch["index"].tolist(), hit[:, 0].int().tolist(), hit.any(1).int().tolist()))
     finally:
-        _close_loader(loader)
+        loader.close()
         emodel.train(was_training)
     hits = [h for part in distributed.all_gather_object(hits) for h in part]
     failed = [f for part in distributed.all_gather_object(failed) for f in part]

@@ -142,7 +142,8 @@ def clip_state(state: Mapping[str, Any], name: str = "state dict") -> State:
             if k.startswith(prefix) and isinstance(v, Tensor) and k[len(prefix):] not in OPENAI_METADATA_KEYS}
 
 
-def _clip_tensors(clip: Mapping[str, Any]) -> dict[str, Tensor]:
+def clip_tensors(clip: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The floating-point tensors of a CLIP state dict (OpenAI metadata entries left out)."""
     return {k: v for k, v in clip.items()
             if k not in OPENAI_METADATA_KEYS and isinstance(v, Tensor) and v.is_floating_point()}
 
@@ -174,7 +175,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[str, dict, State]:
     return layout, payload, _state_of(layout, payload)
 
 
-def _read_any(path: str | os.PathLike) -> tuple[str, dict | None, State, bool]:
+def read_any(path: str | os.PathLike) -> tuple[str, dict | None, State, bool]:
     """``(layout, payload, state, openai)``: a checkpoint, or layout "clip" for a CLIP weights file."""
     path = Path(path)
     if path.suffix == ".safetensors" or (path.is_file() and is_torchscript_archive(path)):
@@ -191,7 +192,7 @@ def _read_any(path: str | os.PathLike) -> tuple[str, dict | None, State, bool]:
 
 def load_clip(path: str | os.PathLike) -> State:
     """The (unprefixed) student CLIP held by any supported file: CLIP weights or a checkpoint."""
-    _, _, state, _ = _read_any(path)
+    _, _, state, _ = read_any(path)
     return clip_state(state, str(path))
 
 
@@ -229,7 +230,7 @@ def _average_original(states: list[State], names: list[str], clip: State | None,
     """The original tool: 'model.' + CLIP keys (CLIP order), then FROSTER's extra keys."""
     last = states[-1]
     if clip is not None:
-        clip_keys = ["model." + k for k in _clip_tensors(clip)]
+        clip_keys = ["model." + k for k in clip_tensors(clip)]
     else:
         clip_keys = [k for k in last if k.startswith("model.")]
         if not clip_keys:
@@ -238,7 +239,7 @@ def _average_original(states: list[State], names: list[str], clip: State | None,
     extra = [k for k in last if k not in taken and any(m in k for m in _EXTRA_MARKERS)]
     sources, source_names = states, names
     if with_clip:  # the CLIP is id 0: first in the stack; it has no extra keys
-        sources = [{"model." + k: v for k, v in _clip_tensors(clip).items()}, *states]
+        sources = [{"model." + k: v for k, v in clip_tensors(clip).items()}, *states]
         source_names = ["CLIP", *names]
     averaged = average_state_dicts(sources, clip_keys, source_names)
     averaged.update(average_state_dicts(states, extra, names))
@@ -254,7 +255,7 @@ def _average_ovar(states: list[State], names: list[str], clip: State | None) -> 
         prefixes = clip_prefixes(last)
         if not prefixes:
             raise ModelError(f"{names[-1]}: no CLIP weights found to average with the CLIP")
-        mapped = {p + k: v for p in prefixes for k, v in _clip_tensors(clip).items() if p + k in last}
+        mapped = {p + k: v for p in prefixes for k, v in clip_tensors(clip).items() if p + k in last}
     with_clip = [k for k in keys if k in mapped]
     averaged = average_state_dicts([mapped, *states], with_clip, ["CLIP", *names]) if with_clip else {}
     averaged.update(average_state_dicts(states, [k for k in keys if k not in mapped], names))

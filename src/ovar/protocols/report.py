@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .plots import plot_bars, plot_grouped_bars
+from ..eval.plots import plot_bars, plot_grouped_bars
 
 MAX_LISTED = 50  # videos per list named in report.md (report.json names them all)
 

@@ -14,10 +14,10 @@ import open_clip
 import torch
 from torch import nn
 
-from ..errors import ModelError
-from ..models.backbone import ClipBackbone
-from ..models.actionclip import ActionCLIPModel
-from ..models.weights_io import (OPENAI_METADATA_KEYS, infer_clip_config, is_openai_layout, load_exact,
+from ...errors import ModelError
+from ..backbone import ClipBackbone
+from ..actionclip import ActionCLIPModel
+from ..weights_io import (OPENAI_METADATA_KEYS, infer_clip_config, is_openai_layout, load_exact,
                                  load_file)
 
 PathLike = str | os.PathLike

@@ -24,7 +24,7 @@ from ..data.records import VideoRecord
 from ..errors import OvarError
 from ..train.preflight import clear_run_dir
 from ..train.resume import BOOKKEEPING, changed_settings
-from .protocol_models import EvalSettings, ModelSource, recipe_checkpoint, recipe_scorer
+from .sources import EvalSettings, ModelSource, recipe_checkpoint, recipe_scorer
 
 logger = logging.getLogger(__name__)
 IDENTITY_FILE = "training.json"  # what the run in the folder was trained with

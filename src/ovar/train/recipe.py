@@ -1,5 +1,8 @@
 """The recipe interface: everything method-specific about training, behind one small class.
 
+The engine owns the interface it drives; the recipes themselves and their registry are
+:mod:`ovar.recipes`.
+
 The engine (:mod:`ovar.train.loop`) knows nothing about any method.  A recipe says which
 model to build, which parameters train and at which learning rate
 (:meth:`Recipe.param_groups`), what the loss is (:meth:`Recipe.training_step`), how a batch
@@ -12,15 +15,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import Config, ConfigError
-
-R = TypeVar("R", bound=type["Recipe"])
+from ..config import Config
 
 
 @dataclass
@@ -113,51 +114,3 @@ class Recipe(ABC):
     def eval_dataset(self) -> Dataset | None:
         """The dataset evaluated during and after training; None for no evaluation."""
         return None
-
-
-_REGISTRY: dict[str, type[Recipe]] = {}
-
-
-def register_recipe(name: str) -> Callable[[R], R]:
-    """Class decorator adding a :class:`Recipe` subclass to the registry under ``name``."""
-
-    def add(cls: R) -> R:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"recipe {name!r} is already registered ({existing.__qualname__})")
-        _REGISTRY[name] = cls
-        return cls
-
-    return add
-
-
-def get_recipe(name: str) -> type[Recipe]:
-    """The recipe class registered as ``name``; ConfigError listing the known ones if none."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ConfigError(f"unknown recipe {name!r} (known: {known})") from None
-
-
-def load_recipe(name: str) -> type[Recipe]:
-    """The recipe class named ``name``: a built-in one, or ``module:name`` for a user's
-    recipe module (which registers itself on import)."""
-    import importlib
-
-    from ..errors import OvarError
-
-    if ":" in name:
-        module, name = name.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
-    else:
-        importlib.import_module("ovar.recipes.builtin")
-    return get_recipe(name)
-
-
-def list_recipes() -> list[str]:
-    """Registered recipe names, sorted."""
-    return sorted(_REGISTRY)

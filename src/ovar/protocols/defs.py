@@ -1,7 +1,7 @@
 """The protocols as data: which lists each dataset evaluates, and how results aggregate.
 
 Nothing here names a file system path: a part is ``(split, part)`` in a
-:class:`~ovar.eval.protocol_lists.ListSource` (the bundled splits or ``--lists DIR``), and
+:class:`~ovar.protocols.lists.ListSource` (the bundled splits or ``--lists DIR``), and
 videos are found under ``--root``. See docs/protocols.md for the layouts.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protocol_lists import ListSource, ProtocolDataError
+from .lists import ListSource, ProtocolDataError
 
 
 @dataclass(frozen=True)

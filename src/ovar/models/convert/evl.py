@@ -13,9 +13,9 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ModelError
-from ..models.evl import EVLModel
-from ..models.weights_io import load_exact, read_weights
+from ...errors import ModelError
+from ..evl import EVLModel
+from ..weights_io import load_exact, read_weights
 from .actionclip import PathLike, build_backbone, read_checkpoint, section, strip_prefix
 
 _PREFIXES = {"decoder.": "video_encoder.decoder.", "proj.": "head."}

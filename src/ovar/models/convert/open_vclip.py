@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ModelError
-from ..models.open_vclip import FrosterModel, OpenVCLIPModel
-from ..models.weights_io import OPENAI_METADATA_KEYS, read_weights
+from ...errors import ModelError
+from ..open_vclip import FrosterModel, OpenVCLIPModel
+from ..weights_io import OPENAI_METADATA_KEYS, read_weights
 from .actionclip import PathLike, build_backbone, read_checkpoint, section, strip_prefix
 
 PREFIX = "model."

@@ -6,9 +6,9 @@ The checkpoint holds no text tower: the classifier comes from the original CLIP 
 
 from __future__ import annotations
 
-from ..errors import ModelError
-from ..models.text4vis import Text4VisModel
-from ..models.weights_io import load_exact, read_weights
+from ...errors import ModelError
+from ..text4vis import Text4VisModel
+from ..weights_io import load_exact, read_weights
 from .actionclip import (PathLike, attach_fusion, build_backbone, fusion_arguments, infer_fusion,
                          read_checkpoint, section)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_atomic
+from ..train.checkpoint import save_atomic
 
 
 class RunningAverage:

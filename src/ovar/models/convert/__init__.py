@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ModelError
-from ..models.zero_shot import VideoTextModel
+from ...errors import ModelError
+from ..zero_shot import VideoTextModel
 from .actionclip import PathLike, convert_actionclip, convert_mmaction2
 from .evl import convert_evl
 from .open_vclip import convert_froster, convert_open_vclip

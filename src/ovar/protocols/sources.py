@@ -128,7 +128,7 @@ class ModelSource:
 
 def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = None) -> Loaded:
     """A :class:`VideoTextModel` (bare CLIP or model file) scored with free-text classes."""
-    from .scorers import ModelScorer
+    from ..eval.scorers import ModelScorer
 
     model = model.to(settings.torch_device()).eval()
     scorer = ModelScorer(model, fusion=settings.fusion)
@@ -138,7 +138,7 @@ def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = 
 
 def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Loaded:
     """A recipe's trained model, scored the recipe's way (its views fusion, its classifier)."""
-    from .scorers import RecipeScorer
+    from ..eval.scorers import RecipeScorer
 
     model = model.to(settings.torch_device()).eval()
     data = recipe.config.data

@@ -8,14 +8,14 @@ whose ``result.json`` exists is not evaluated again (not even its model is loade
 partly scored list continues after its last scored video, a finished training run is
 loaded instead of retrained.
 
-The protocols (definitions in :mod:`ovar.eval.protocol_defs`, docs/protocols.md):
+The protocols (definitions in :mod:`ovar.protocols.defs`, docs/protocols.md):
 ``closed``, ``cross-dataset``, ``half-classes``, ``base2novel``, ``few-shot``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +23,14 @@ from typing import Any, Sequence
 
 from ..data.subsets import k_shot
 from ..errors import OvarError
-from .protocol_defs import B2N, EvalPart, b2n_datasets, b2n_parts, b2n_train_splits, cross_parts, half_parts
-from .protocol_lists import FileLists, ListSource, PartLists
-from .protocol_models import EvalSettings, ModelSource, eval_dataset
-from .metrics import harmonic_mean, mean_std
-from .protocol_report import Table, write_report
-from .protocol_train import RecipeSpec, train_source
+from .defs import B2N, EvalPart, b2n_datasets, b2n_parts, b2n_train_splits, cross_parts, half_parts
+from .lists import FileLists, ListSource, PartLists
+from .sources import EvalSettings, ModelSource, eval_dataset
+from ..eval.metrics import harmonic_mean, mean_std
+from .report import Table, write_report
+from .training import RecipeSpec, train_source
+
+logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 _SINGLE = ("*", " full")  # report columns of one list, not mean ± std
@@ -102,7 +104,7 @@ class ProtocolRun:
         return result
 
     def _score(self, part: EvalPart, data: PartLists, model: ModelSource, folder: Path) -> PartResult:
-        from .runner import evaluate_set
+        from ..eval.runner import evaluate_set
 
         loaded = model.get()
         dataset = eval_dataset(data.records, loaded.backbone, loaded.frames, self.settings, loaded.kind,
@@ -131,7 +133,7 @@ class ProtocolRun:
 
 
 def _status(message: str) -> None:
-    print(f"ovar eval: {message}", file=sys.stderr, flush=True)
+    logger.info("eval: %s", message)
 
 
 def _maybe_float(value: Any) -> float | None:
@@ -256,7 +258,7 @@ def run_few_shot(run: ProtocolRun, spec: RecipeSpec, train_list: str, test_lists
                  shots: Sequence[int]) -> dict[str, Any]:
     """All-way K-shot: for each K, train on a seeded K-shot subset of ``train_list``, evaluate
     every test list; one column per K (mean over the test lists when there are several)."""
-    names = _unique_names(test_lists)
+    names = unique_names(test_lists)
     tests = FileLists({n: (path, classes) for n, path in zip(names, test_lists)})
     train = FileLists({"train": (train_list, classes)}).load("", "train", run.settings.root,
                                                                     allow_outside=run.settings.allow_outside_root)
@@ -285,7 +287,8 @@ def _note_training(run: ProtocolRun, key: str, train: PartLists) -> None:
         run.training_missing[f"{key} ({train.source})"] = train.missing
 
 
-def _unique_names(paths: Sequence[str]) -> list[str]:
+def unique_names(paths: Sequence[str]) -> list[str]:
+    """Report names for list files: each file's stem, numbered from ``_2`` when stems repeat."""
     names: list[str] = []
     for path in paths:
         stem, n = Path(path).stem, 2
