@@ -32,7 +32,7 @@ def _mix(a: torch.Tensor, b: torch.Tensor, r: float = R) -> torch.Tensor:
 
 
 def test_iwo_alpha_is_drawn_between_both_bounds():
-    from ovar.train.iwo import sample_alpha
+    from ovar.recipes.iwo import sample_alpha
 
     torch.manual_seed(11)
     draws = [sample_alpha(0.2, 0.3) for _ in range(200)]
@@ -44,7 +44,7 @@ def test_iwo_alpha_is_drawn_between_both_bounds():
 
 @pytest.mark.parametrize("chain_rule", [False, True])
 def test_iwo_interpolated_parameters_move_alpha_towards_the_anchor(chain_rule):
-    from ovar.train.iwo import interpolated_parameters
+    from ovar.recipes.iwo import interpolated_parameters
 
     module = nn.Linear(3, 2)
     anchor = {"weight": torch.full((2, 3), 4.0)}
@@ -125,7 +125,7 @@ def _check_patched(clip_state: dict, original: dict, what: str) -> None:
 
 def test_converter_and_load_model_patch_a_quarter_towards_clip(original):
     import ovar
-    from ovar.convert import convert_checkpoint
+    from ovar.models.convert import convert_checkpoint
 
     root = original["root"]
     model = convert_checkpoint("open_vclip", root / "checkpoint.pth", clip=root / "clip.pt", patch_ratio=R, frames=4)
@@ -147,7 +147,7 @@ def test_eval_patch_ratio_scores_the_quarter_patched_model(original, tmp_path, c
     import ovar
     from ovar.data.lists import read_list
     from ovar.eval import score_views
-    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.protocols.sources import EvalSettings, eval_dataset
     from ovar.eval.scores import read_scores
 
     root = original["root"]

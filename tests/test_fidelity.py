@@ -86,7 +86,7 @@ def test_few_shot_epoch_option(dataset, tmp_path, recipe, extra, size) -> None:
 
 
 def test_few_shot_protocol_repeats_as_the_recipe() -> None:
-    from ovar.eval.protocol_train import RecipeSpec, few_shot_repeat
+    from ovar.protocols.training import RecipeSpec, few_shot_repeat
 
     for name, expected in (("text4vis", 47), ("actionclip", 1), ("evl", 1)):
         spec = RecipeSpec(recipe=name)
@@ -273,7 +273,7 @@ def test_five_and_ten_crops_at_text4vis_scale() -> None:
 
 def test_protocol_evaluation_uses_the_originals_test_input(dataset) -> None:
     from ovar.data.records import VideoRecord
-    from ovar.eval.protocol_models import EvalSettings, eval_dataset
+    from ovar.protocols.sources import EvalSettings, eval_dataset
     from ovar.models.backbone import load_backbone
 
     backbone = load_backbone("tiny", None)  # 64 px input

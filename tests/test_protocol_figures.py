@@ -175,7 +175,7 @@ SPLITS = {1: (80.0, 40.0), 2: (60.0, 70.0)}
 
 
 def _finished_part(out: Path, key: str, top1: float, group: str, dataset: str = "ucf101") -> None:
-    from ovar.eval.protocols import PartResult
+    from ovar.protocols.run import PartResult
 
     folder = out / key
     folder.mkdir(parents=True, exist_ok=True)

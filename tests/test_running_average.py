@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ovar.train.running_average import RunningAverage
+from ovar.recipes.running_average import RunningAverage
 
 
 def test_mean_of_the_epochs_in_range_each_counted_once(tmp_path):
