@@ -13,7 +13,7 @@ import torch
 import ovar
 from ovar.cli import main
 from ovar.config import load_config
-from ovar.models.zero_shot import load_model
+from ovar.hub import load_model
 from ovar.recipes import get_recipe
 from ovar.train import train
 from videogen import make_video
@@ -25,7 +25,6 @@ LABELS = ["juggling balls", "archery", "rowing a boat", "surfing water"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished one-epoch text4vis run on the tiny backbone (it writes model.pt + config.yaml)."""
-    import ovar.recipes.builtin  # noqa: F401  (registers the shipped recipes)
 
     root = tmp_path_factory.mktemp("videos")
     lines = []

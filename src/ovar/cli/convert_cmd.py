@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub import CHECKPOINT_SOURCES
 from .argtypes import checkpoint, new_file, positive_int, unit_interval
 
-# Spelled out here so that building the parser imports no torch (`ovar --help` stays fast);
-# tests/test_user_errors.py checks they equal ovar.convert.SOURCES and the models' names.
-SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
+SOURCES = tuple(CHECKPOINT_SOURCES)  # the hub's table imports no torch (`ovar --help` stays fast)
+# Spelled out here so that building the parser imports no torch;
+# tests/test_user_errors.py checks the names below equal the models' names.
 FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
 TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", "expand_temporal_view_step3")
 

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise OvarError("--clip and --patch-ratio apply to a --checkpoint")
 
     from ..inference import predict
-    from ..models.zero_shot import load_model
+    from ..hub import load_model
 
     model = load_model(args.model, args.pretrained, device=device, frames=args.frames,
                        checkpoint=args.checkpoint, clip=args.clip, patch_ratio=args.patch_ratio)

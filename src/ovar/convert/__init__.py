@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ModelError
+from ..hub import CHECKPOINT_SOURCES, converter
 from ..models.zero_shot import VideoTextModel
 from .actionclip import PathLike, convert_actionclip, convert_mmaction2
 from .evl import convert_evl
 from .open_vclip import convert_froster, convert_open_vclip
 from .text4vis import convert_text4vis
 
-SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
+SOURCES = tuple(CHECKPOINT_SOURCES)
 
 
 def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None = None,
@@ -33,23 +34,22 @@ def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None 
         for key in ("fusion", "fusion_weights", "num_heads", "class_names"):
             if key in options:
                 raise ModelError(f"{source} checkpoints take no '{key}' option")
-        convert = convert_open_vclip if source == "open_vclip" else convert_froster
-        return convert(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "actionclip":
-        return convert_actionclip(checkpoint, **options)
+        return converter(source)(checkpoint, **options)
     if source != "actionclip" and "fusion_weights" in options:
         raise ModelError(f"fusion_weights applies to ActionCLIP checkpoints only, not '{source}'")
     if source == "evl":
         if "fusion" in options:
             raise ModelError("EVL has no fusion module (--fusion does not apply)")
-        return convert_evl(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "text4vis":
-        return convert_text4vis(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "mmaction2-actionclip":
         if options.pop("fusion", "Transf") != "Transf":
             raise ModelError("MMAction2's ActionCLIP has a 'Transf' adapter only")
-        return convert_mmaction2(checkpoint, **options)
-    raise ModelError(f"unknown checkpoint source '{source}' (choose from {', '.join(SOURCES)})")
+        return converter(source)(checkpoint, **options)
+    return converter(source)  # raises: unknown source
 
 
 __all__ = ["SOURCES", "convert_actionclip", "convert_checkpoint", "convert_evl", "convert_froster",

@@ -137,7 +137,7 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:
     """The frozen CLIP baseline: mean-pooled frame embeddings against class prompts."""
     def build() -> Loaded:
-        from ..models.zero_shot import load_model
+        from ..hub import load_model
 
         kwargs = {"templates": templates} if templates else {}
         model = load_model(name, None if pretrained in (None, "none") else pretrained,
@@ -152,7 +152,7 @@ def model_file(path: str | Path, settings: EvalSettings, clip: str | None = None
     """An ovar model file (``ovar train``'s model.pt, ``ovar convert`` output), a run folder,
     or an original codebase's checkpoint (``clip``: its CLIP file; ``patch_ratio``: patched)."""
     def build() -> Loaded:
-        from ..models.zero_shot import load_model
+        from ..hub import load_model
 
         model = load_model(checkpoint=path, clip=clip, patch_ratio=patch_ratio)
         return model_scorer(model, settings)

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import LabelError, OvarError, VideoDecodeError
-from ..models.zero_shot import VideoTextModel, load_model
+from ..hub import load_model
+from ..models.zero_shot import VideoTextModel
 from ..text import check_labels, read_descriptions, short_name
 from ..video import build_eval_transform, parse_sampling, parse_views
 from .inputs import expand_inputs

@@ -7,17 +7,15 @@ Layout (version 1)::
      "args": {typed constructor arguments of the kind's model class},
      "state_dict": {...}}
 
-A kind's builder ``(backbone, args) -> VideoTextModel`` is looked up in a registry. A
-kind that is not registered yet is looked for in the module ``ovar.models.<kind>``, which
-registers itself on import, so new methods plug in without touching this file.
+A kind's model class comes from :data:`ovar.hub.MODEL_KINDS` and is built as
+``cls(backbone, **args)``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import open_clip
 import torch
@@ -32,26 +30,6 @@ FORMAT = "ovar-model"
 VERSION = 1
 # The video encoder holds the same backbone as the model: its keys are stored once.
 _SHARED_PREFIX = "video_encoder.backbone."
-
-Builder = Callable[[ClipBackbone, dict], VideoTextModel]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def register_kind(kind: str, builder: Builder) -> None:
-    """Make ``load_model_file`` able to rebuild models of ``kind``."""
-    _BUILDERS[kind] = builder
-
-
-def _builder(kind: str, path: Path) -> Builder:
-    if kind not in _BUILDERS:
-        try:
-            importlib.import_module(f"{__package__}.{kind}")
-        except ImportError:
-            pass
-    if kind not in _BUILDERS:
-        raise ModelError(f"{path}: unknown model kind '{kind}' (known: {', '.join(sorted(_BUILDERS)) or 'none'})")
-    return _BUILDERS[kind]
-
 
 def backbone_config(backbone: ClipBackbone) -> tuple[dict[str, Any], bool]:
     """The open_clip config that rebuilds ``backbone``'s architecture, and its QuickGELU flag."""
@@ -110,7 +88,9 @@ def model_from_payload(payload: dict[str, Any], path: Path, device: str | torch.
                                 mean=tuple(spec.get("mean", OPENAI_MEAN)), std=tuple(spec.get("std", OPENAI_STD)))
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{path}: malformed model file (missing or bad {exc})") from exc
-    model = _builder(kind, path)(backbone, args)
+    from ..hub import model_class
+
+    model = model_class(kind, path)(backbone, **args)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

@@ -40,16 +40,3 @@ class Text4VisModel(FusedVideoTextModel):
         """(B, C) logits with the learned, unclamped ``exp(logit_scale)`` (training time)."""
         scale = self.backbone.logit_scale.float()
         return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
-
-
-def _build(backbone: ClipBackbone, args: dict) -> Text4VisModel:
-    return Text4VisModel(backbone, **args)
-
-
-def _register() -> None:
-    from .model_file import register_kind
-
-    register_kind(Text4VisModel.kind, _build)
-
-
-_register()

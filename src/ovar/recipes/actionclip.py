@@ -11,7 +11,7 @@ from torch import nn
 from ..losses import symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
-from .base import ParamGroup, register_recipe
+from .base import ParamGroup
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -38,7 +38,6 @@ class ActionCLIPTrainer(nn.Module):
         return self.model.encode_video(video), self.model.backbone.encode_text(tokens), clip.logit_scale.exp()
 
 
-@register_recipe("actionclip")
 class ActionCLIPRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
     def __init__(self, config) -> None:

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
-from .base import ParamGroup, register_recipe
+from .base import ParamGroup
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -113,7 +113,6 @@ class FixedViewDataset(Dataset):
         return item
 
 
-@register_recipe("evl")
 class EVLRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"
     def __init__(self, config) -> None:

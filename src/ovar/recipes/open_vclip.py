@@ -27,7 +27,7 @@ from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
 from ..train.iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from ..train.running_average import RunningAverage
-from .base import ParamGroup, register_recipe
+from .base import ParamGroup
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe
 from .video_data import Augment
 
@@ -74,7 +74,6 @@ class OpenVCLIPTrainer(nn.Module):
         return logits, functional_forward(self.model, params, video, self.classifier)
 
 
-@register_recipe("open_vclip")
 class OpenVCLIPRecipe(ClipVideoRecipe):
     view_fusion = "sum_logits"
     options_class = OpenVCLIPOptions

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.text4vis import Text4VisModel
-from .base import ParamGroup, register_recipe
+from .base import ParamGroup
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -35,7 +35,6 @@ class Text4VisTrainer(nn.Module):
         return self.model.train_logits(self.model.encode_video(video), self.classifier)
 
 
-@register_recipe("text4vis")
 class Text4VisRecipe(ClipVideoRecipe):
     view_fusion = "features"  # Text4Vis averages the views' video features, then scores
     def __init__(self, config) -> None:

@@ -132,16 +132,3 @@ class EVLModel(VideoTextModel):
     def view_fused_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(V, C) logits of V views of one video -> (C,) EVL's test score (mean of per-view softmax)."""
         return logits.softmax(dim=-1).mean(dim=0)
-
-
-def _build(backbone: ClipBackbone, args: dict) -> EVLModel:
-    return EVLModel(backbone, **args)
-
-
-def _register() -> None:
-    from ..model_file import register_kind
-
-    register_kind(EVLModel.kind, _build)
-
-
-_register()
