@@ -125,8 +125,9 @@ def test_hf_hub_without_huggingface_hub_is_a_clear_error(run, monkeypatch, capsy
 
 
 def test_export_refuses_what_is_not_a_model(run, tmp_path, capsys):
-    checkpoint = next((run[0] / "checkpoints").glob("*.pt"))  # training state, not a model file
-    assert main(["export", str(checkpoint), str(tmp_path / "x")]) == 2
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)  # neither a model file nor a run checkpoint
+    assert main(["export", str(other), str(tmp_path / "x")]) == 2
     assert "not an ovar model file" in capsys.readouterr().err
     assert main(["export", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "no model.pt" in capsys.readouterr().err

@@ -188,8 +188,8 @@ def find_run_config(path: Path) -> Path:
     for folder in (path.parent, path.parent.parent):
         if (folder / RUN_CONFIG).is_file():
             return folder / RUN_CONFIG
-    raise ModelError(f"{path}: a training checkpoint, but no {RUN_CONFIG} of its run beside it or one folder up "
-                     f"(evaluate it with --config FILE, or use the run's {MODEL_FILE})")
+    raise ModelError(f"{path}: no {RUN_CONFIG} of its run beside it or one folder up "
+                     f"(give --config FILE, or use the run's {MODEL_FILE})")
 
 
 def model_from_run_checkpoint(path: Path, payload: dict, *, device: str | torch.device = "cpu",
@@ -197,6 +197,7 @@ def model_from_run_checkpoint(path: Path, payload: dict, *, device: str | torch.
     """The model of a training checkpoint: the run's recipe builds it (without downloading
     pretrained weights: the checkpoint holds every tensor), then the weights load."""
     from .config import load_config
+    from .models.weights_io import load_exact
     from .recipes import load_recipe
 
     config = load_config(config_path or find_run_config(path), ["model.pretrained=none"])
@@ -205,11 +206,7 @@ def model_from_run_checkpoint(path: Path, payload: dict, *, device: str | torch.
         raise ModelError(f"{path}: its run's config names no recipe")
     recipe = load_recipe(name)(config)
     module = recipe.build_model()
-    try:
-        module.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not match recipe '{name}' "
-                         f"({str(exc).splitlines()[-1].strip()})") from None
+    load_exact(module, payload["model"], path, f"recipe '{name}'")
     inner = getattr(recipe, "inner", None)
     if inner is None:
         raise OvarError(f"{path}: recipe '{name}' has no model for prediction")

@@ -162,23 +162,21 @@ def model_file(path: str | Path, settings: EvalSettings, clip: str | None = None
 
 
 def recipe_checkpoint(recipe_factory: Callable[[], Any], path: str | Path, settings: EvalSettings) -> ModelSource:
-    """A training checkpoint (epoch_*.pt, final.pt; or a run folder's final.pt) of a recipe."""
+    """A training checkpoint (epoch_*.pt, final.pt, best.pt, averaged weights; or a run
+    folder) of a recipe, scored the recipe's way; a model file is scored as :func:`model_file`."""
     def build() -> Loaded:
-        from ..train.checkpoint import load
+        from ..hub import is_training_checkpoint, load_model, run_model_path
+        from ..models.weights_io import load_exact, load_file
 
         file = Path(path)
         if file.is_dir():
-            file = file / "final.pt"
-        try:
-            state = load(file)
-        except (OSError, RuntimeError) as exc:
-            raise OvarError(f"{file}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
-        if not isinstance(state, dict) or "model" not in state:
-            raise OvarError(f"{file}: not a training checkpoint (no 'model'); without --config/--recipe "
-                            f"--checkpoint takes an ovar model file")
+            file = run_model_path(file)
+        payload = load_file(file, "checkpoint")
+        if not is_training_checkpoint(payload):
+            return model_scorer(load_model(checkpoint=file), settings)
         recipe = recipe_factory()
         model = recipe.build_model()
-        model.load_state_dict(state["model"])
+        load_exact(model, payload["model"], file, "the recipe's")
         return recipe_scorer(recipe, model, settings)
 
     return ModelSource(f"checkpoint {path}", build)

@@ -37,24 +37,29 @@ def backbone_config(backbone: ClipBackbone) -> tuple[dict[str, Any], bool]:
     return infer_clip_config(backbone.clip.state_dict(), quick_gelu), quick_gelu
 
 
-def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
-    """Write ``model`` (which must define ``kind`` and ``build_args``) atomically to ``path``."""
-    path = Path(path)
+def model_payload(model: VideoTextModel, where: object = "model") -> dict[str, Any]:
+    """The model-file dict of ``model`` (which must define ``kind`` and ``build_args``)."""
     kind = getattr(model, "kind", None)
     args = getattr(model, "build_args", None)
     if not isinstance(kind, str) or not isinstance(args, dict):
-        raise ModelError(f"{path}: a {type(model).__name__} cannot be saved (it has no kind/build_args)")
+        raise ModelError(f"{where}: a {type(model).__name__} cannot be saved (it has no kind/build_args)")
     config, quick_gelu = backbone_config(model.backbone)
     backbone = model.backbone
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
              if not k.startswith(_SHARED_PREFIX)}
-    payload = {
+    return {
         "format": FORMAT, "version": VERSION, "kind": kind,
         "backbone": {"name": backbone.name, "config": config, "quick_gelu": quick_gelu,
                      "mean": list(backbone.mean), "std": list(backbone.std)},
         "args": args,
         "state_dict": state,
     }
+
+
+def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
+    """Write ``model`` (which must define ``kind`` and ``build_args``) atomically to ``path``."""
+    path = Path(path)
+    payload = model_payload(model, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
