@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,13 @@ T = TypeVar("T")
 
 class ConfigError(OvarError):
     """An unknown key, a value of the wrong type or an unreadable configuration file."""
+
+
+def default_workers() -> int:
+    """The default count of decoding worker processes: the usable CPU cores, at most 4
+    (more rarely pays: decoding then waits on the disk and the model)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
 
 
 @dataclass
@@ -53,7 +61,7 @@ class DataConfig:
     sampling: str = "segment"
     frames: int = 8
     batch_size: int = 8  # per process; the global batch is this x world size
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())  # decoding processes
     shot: int | None = None  # K-shot training subset
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped

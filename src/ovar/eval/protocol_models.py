@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..config import default_workers
 from ..data.dataset import VideoDataset
 from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
@@ -30,7 +31,7 @@ class EvalSettings:
     sampling: str = "segment"
     fusion: str | None = None
     batch_size: int = 8
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0

@@ -100,9 +100,10 @@ def _device(device: str | torch.device | None) -> torch.device:
 def _workers(workers: int | None, items: int) -> int:
     if workers is not None:
         return workers
+    from ..config import default_workers
+
     # Worker start-up costs more than it saves for a handful of clips.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if items < 4 else min(4, cores)
+    return 0 if items < 4 else default_workers()
 
 
 def clip_requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], list[int], dict[int, str]]:

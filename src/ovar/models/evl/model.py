@@ -73,6 +73,11 @@ class EVLModel(VideoTextModel):
                  temporal_conv: bool = True, temporal_pos_embed: bool = True,
                  temporal_cross_attention: bool = True) -> None:
         width = int(backbone.clip.visual.class_embedding.shape[-1])
+        depth = len(backbone.clip.visual.transformer.resblocks)
+        if not 1 <= num_layers <= depth:  # one decoder block reads each of the last num_layers blocks
+            raise ModelError(f"recipe.num_layers={num_layers}: EVL's decoder reads the last num_layers blocks of "
+                             f"the image tower, and backbone '{backbone.name}' has {depth} "
+                             f"(set recipe.num_layers to 1..{depth})")
         num_heads = num_heads or max(1, width // 64)  # EVL's presets: 64-wide heads
         encoder = EVLVideoEncoder(
             backbone.clip.visual, num_layers=num_layers, num_frames=num_frames, num_heads=num_heads,
