@@ -7,10 +7,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from .actionclip import TEST_SCALE  # the papers' fixed test-time scale
 from .backbone import ClipBackbone
 from .fusion_encoder import FusedVideoTextModel
-
-TEST_SCALE = 100.0
 
 
 class Text4VisModel(FusedVideoTextModel):

@@ -25,6 +25,7 @@ from ..config import ConfigError
 from ..models.open_vclip import OpenVCLIPModel
 from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
+from ..train.interpolation import check_ratio, mix
 from ..train.iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from ..train.running_average import RunningAverage
 from .base import ParamGroup
@@ -85,8 +86,8 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
             raise ConfigError(f"recipe.temporal: expected one of {', '.join(TEMPORAL_TYPES)}, got {self.opts.temporal!r}")
         if not 0.0 <= self.opts.iwo_alpha_low <= self.opts.iwo_alpha_high <= 1.0:
             raise ConfigError("recipe.iwo_alpha_low/high: need 0 <= low <= high <= 1")
-        if self.opts.patch_ratio is not None and not 0.0 <= self.opts.patch_ratio <= 1.0:
-            raise ConfigError(f"recipe.patch_ratio: must be within [0, 1], got {self.opts.patch_ratio}")
+        if self.opts.patch_ratio is not None:
+            check_ratio(self.opts.patch_ratio, "recipe.patch_ratio", ConfigError)
         self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
         self._eval_classifier: torch.Tensor | None = None
 
@@ -156,7 +157,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         params = dict(patched.model.named_parameters())
         with torch.no_grad():
             for name, target in self.anchor(next(patched.parameters()).device).items():
-                params[name].mul_(1.0 - ratio).add_(target.to(params[name].dtype), alpha=ratio)
+                params[name].copy_(mix(target, params[name].detach(), ratio, name))
         return patched
 
     @torch.no_grad()
