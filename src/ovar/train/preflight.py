@@ -12,8 +12,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
 from ..config import Config, ConfigError
 
 # What a training run writes into its folder; any of them means the folder holds a run.
@@ -58,20 +56,16 @@ def _check_sampling(config: Config) -> None:
 
 
 def check_device(name: str) -> None:
-    """``run.device`` must be auto, cpu or cuda[:N] with that GPU present."""
-    if name == "auto":
-        return
+    """``run.device`` must name a device this machine has (:func:`ovar.devices.resolve_device`);
+    training runs on the CPU or CUDA."""
+    from ..devices import DeviceError, resolve_device
+
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"run.device: unknown device {name!r} (expected auto, cpu, cuda or cuda:N)") from None
+        device = resolve_device(name)
+    except DeviceError as exc:
+        raise ConfigError(f"run.device: {exc}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"run.device: unsupported device {name!r} (expected auto, cpu, cuda or cuda:N)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"run.device: {name!r} asked for, but no GPU is available (use cpu or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"run.device: {name!r} asked for, but there are {torch.cuda.device_count()} GPUs")
+        raise ConfigError(f"run.device: unsupported device {name!r} for training (expected auto, cpu, cuda or cuda:N)")
 
 
 def holds_run(run_dir: Path) -> bool:
