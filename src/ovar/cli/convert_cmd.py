@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fusion_weights is not None:
         options["fusion_weights"] = args.fusion_weights
     if args.source == "evl":
-        from ..data.labels import read_class_names
+        from ..data.splits import read_classes
 
         options["num_heads"] = args.heads
-        options["class_names"] = read_class_names(args.labels) if args.labels else None
+        options["class_names"] = read_classes(args.labels) if args.labels else None
     model = convert_checkpoint(args.source, args.checkpoint, clip=args.clip, **options)
     path = save_model_file(args.out, model)
     fusion = getattr(model, "fusion_type", None)  # EVL has a decoder, not a fusion module
