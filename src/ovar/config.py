@@ -152,18 +152,25 @@ _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedu
 def _validate_values(config: Config) -> None:
     """Range checks that a type alone cannot express."""
     for key, choices in _CHOICES.items():
-        value = _get(config, key)
+        value = get_value(config, key)
         if value not in choices:
             raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
-    for key in _POSITIVE:
-        if _get(config, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
-    for key in _NON_NEGATIVE:
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+    check_ranges(config, _POSITIVE, _NON_NEGATIVE)
 
 
-def _get(obj: Any, dotted: str) -> Any:
+def check_ranges(config: Config, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first of the dotted keys ``positive`` below 1, or of
+    ``non_negative`` below 0."""
+    for key in positive:
+        if get_value(config, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {get_value(config, key)!r}")
+    for key in non_negative:
+        if get_value(config, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {get_value(config, key)!r}")
+
+
+def get_value(obj: Any, dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` (``data.frames``) of a config."""
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj

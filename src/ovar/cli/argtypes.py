@@ -58,19 +58,20 @@ def views(text: str) -> str:
     """``TxS`` temporal clips x spatial crops, checked now; the text is passed on as given."""
     from ..video.sampling import parse_views
 
-    try:
-        parse_views(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return _parsed_by(parse_views, text)
 
 
 def sampling(text: str) -> str:
     """A frame sampling description (segment, dense, TxS, fps:TxS...), checked now."""
     from ..video.sampling import parse_sampling
 
+    return _parsed_by(parse_sampling, text)
+
+
+def _parsed_by(parse, text: str) -> str:
+    """``text`` if ``parse`` accepts it; its ValueError becomes argparse's one-line error."""
     try:
-        parse_sampling(text)
+        parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, check_ranges
 
 # What a training run writes into its folder; any of them means the folder holds a run.
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
@@ -21,21 +21,9 @@ _POSITIVE_INT = ("data.frames", "model.frames")
 _NON_NEGATIVE_INT = ("train.save_every", "run.log_every")
 
 
-def _get(config: Config, dotted: str):
-    obj = config
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def check_config(config: Config) -> None:
     """Raise :class:`ConfigError` naming the first training option whose value cannot work."""
-    for key in _POSITIVE_INT:
-        if _get(config, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
-    for key in _NON_NEGATIVE_INT:
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+    check_ranges(config, _POSITIVE_INT, _NON_NEGATIVE_INT)
     if not config.optim.lr > 0:  # also catches NaN
         raise ConfigError(f"optim.lr: must be positive, got {config.optim.lr!r}")
     if config.schedule.min_lr < 0:
