@@ -26,9 +26,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="continue a run: the newest intact checkpoint in run.out_dir, or the file given")
     train.add_argument("--overwrite", action="store_true",
                        help="delete what run.out_dir holds (an earlier run) and start afresh")
-    train.add_argument("--model", default=None, metavar="NAME",
+    train.add_argument("--model", dest="backbone_name", default=None, metavar="NAME",
                        help="backbone architecture (model.backbone), e.g. ViT-B-16 or tiny")
-    train.add_argument("--pretrained", default=None, metavar="TAG|FILE|none",
+    train.add_argument("--pretrained", dest="backbone_weights", default=None, metavar="TAG|FILE|none",
                        help="backbone weights (model.pretrained): an open_clip tag, a local file, or none")
     train.set_defaults(handler=run_train)
 
@@ -55,10 +55,10 @@ def _load(args: argparse.Namespace):
         overrides.append(f"run.out_dir={args.out}")
     if args.strict:
         overrides.append("data.strict=true")
-    if getattr(args, "model", None) is not None:
-        overrides.append(f"model.backbone={args.model}")
-    if getattr(args, "pretrained", None) is not None:
-        overrides.append(f"model.pretrained={args.pretrained}")
+    if getattr(args, "backbone_name", None) is not None:  # train's --model/--pretrained
+        overrides.append(f"model.backbone={args.backbone_name}")
+    if getattr(args, "backbone_weights", None) is not None:
+        overrides.append(f"model.pretrained={args.backbone_weights}")
     if getattr(args, "resume", None) is not None:
         overrides.append(f"run.resume={args.resume}")
     config = load_config(args.config, overrides)
