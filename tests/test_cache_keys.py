@@ -20,7 +20,7 @@ from ovar.models.backbone import ClipBackbone
 from ovar.models.content_hash import module_digest, text_tower_digest
 from ovar.models.model_file import load_model_file, save_model_file
 from ovar.models.open_vclip import FrosterModel
-from ovar.models.zero_shot import load_model
+from ovar.hub import load_model
 from ovar.text.classifier import TextEmbeddingCache, build_classifier, default_cache
 from test_evl_recipe import CLASSES, dataset, evl_config, evl_recipe  # noqa: F401  (fixture)
 
@@ -169,7 +169,6 @@ def _actionclip_config(root, out, *extra):
 
 
 def test_trained_model_file_does_not_reuse_pretrained_text(dataset, tmp_path):  # noqa: F811
-    import ovar.recipes.builtin  # noqa: F401  (registers the shipped recipes)
     from ovar.recipes import get_recipe
     from ovar.train import train
 

@@ -10,7 +10,7 @@ import torch
 from conftest import reference_dir
 from ovar.models.convert import convert_checkpoint
 from ovar.errors import ModelError
-from ovar.models.model_file import load_model_file, register_kind, save_model_file
+from ovar.models.model_file import load_model_file, save_model_file
 from ovar.models.temporal import TransformerFusion
 
 ACTIONCLIP = reference_dir() / "actionclip"
@@ -112,17 +112,17 @@ def test_unreadable_files(tmp_path):
 def test_unknown_kind(tmp_path, actionclip_file, monkeypatch):
     from ovar.models import model_file
 
-    monkeypatch.setattr(model_file, "_BUILDERS", dict(model_file._BUILDERS))  # keep the registry clean
     path = save_model_file(tmp_path / "m.ovar", convert_checkpoint("actionclip", actionclip_file))
     payload = torch.load(path, weights_only=True)
     payload["kind"] = "no_such_kind"
     torch.save(payload, path)
     with pytest.raises(ModelError, match="unknown model kind 'no_such_kind'"):
         load_model_file(path)
-    # A kind registered later loads without this module knowing about it.
+    # Kinds come from the hub's one table: adding the entry is what makes it load.
+    from ovar import hub
     from ovar.models.actionclip import ActionCLIPModel
 
-    register_kind("no_such_kind", lambda backbone, args: ActionCLIPModel(backbone, **args))
+    monkeypatch.setitem(hub.MODEL_KINDS, "no_such_kind", "ovar.models.actionclip:ActionCLIPModel")
     assert isinstance(load_model_file(path), ActionCLIPModel)
 
 

@@ -39,7 +39,6 @@ def videos(tmp_path_factory) -> Path:
                                         ("evl", "mean_softmax"), ("open_vclip", "sum_logits"),
                                         ("froster", "sum_logits")])
 def test_each_recipe_fuses_views_its_way_unless_overridden(name, rule, tmp_path):
-    import ovar.recipes.builtin  # noqa: F401  (registers the recipes)
     from ovar.config import load_config
     from ovar.recipes import get_recipe
 
@@ -97,7 +96,7 @@ REFERENCE = ReferenceSet("open_vclip")
 @REFERENCE.skip_unless_available("Open-VCLIP")
 def test_patch_ratio_evaluates_the_patched_original(videos, tmp_path):
     from ovar.protocols.sources import EvalSettings, eval_dataset
-    from ovar.models.zero_shot import load_model
+    from ovar.hub import load_model
 
     checkpoint, clip = REFERENCE.root / "checkpoint.pth", REFERENCE.root / "clip.pt"
     args = ["--checkpoint", str(checkpoint), "--clip", str(clip), "--views", "1x1"]

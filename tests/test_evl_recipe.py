@@ -37,8 +37,6 @@ def evl_config(root, out, *extra):
 
 
 def evl_recipe(config):
-    import ovar.recipes.builtin  # noqa: F401
-
     return get_recipe("evl")(config)
 
 

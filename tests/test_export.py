@@ -13,7 +13,7 @@ import torch
 import ovar
 from ovar.cli import main
 from ovar.config import load_config
-from ovar.models.zero_shot import load_model
+from ovar.hub import load_model
 from ovar.recipes import get_recipe
 from ovar.train import train
 from videogen import make_video
@@ -25,7 +25,6 @@ LABELS = ["juggling balls", "archery", "rowing a boat", "surfing water"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished one-epoch text4vis run on the tiny backbone (it writes model.pt + config.yaml)."""
-    import ovar.recipes.builtin  # noqa: F401  (registers the shipped recipes)
 
     root = tmp_path_factory.mktemp("videos")
     lines = []
@@ -126,8 +125,9 @@ def test_hf_hub_without_huggingface_hub_is_a_clear_error(run, monkeypatch, capsy
 
 
 def test_export_refuses_what_is_not_a_model(run, tmp_path, capsys):
-    checkpoint = next((run[0] / "checkpoints").glob("*.pt"))  # training state, not a model file
-    assert main(["export", str(checkpoint), str(tmp_path / "x")]) == 2
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)  # neither a model file nor a run checkpoint
+    assert main(["export", str(other), str(tmp_path / "x")]) == 2
     assert "not an ovar model file" in capsys.readouterr().err
     assert main(["export", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "no model.pt" in capsys.readouterr().err

@@ -41,8 +41,6 @@ def _config(root, out, recipe, *extra):
 
 
 def _recipe(config):
-    import ovar.recipes.builtin  # noqa: F401  (registers the shipped recipes)
-
     return get_recipe(config.recipe["name"])(config)
 
 

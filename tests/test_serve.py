@@ -65,7 +65,7 @@ def server(root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from ovar.models.zero_shot import load_model
+    from ovar.hub import load_model
 
     return load_model("tiny", "none")
 

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from ovar.errors import LabelError
+from ovar.data import read_labels_file
 from ovar.text import (TEMPLATE_SETS, TextEmbeddingCache, build_classifier, fill_prompts, parse_labels,
-                       read_descriptions, read_labels_file, resolve_templates)
+                       read_descriptions, resolve_templates)
 
 NAMES = ["archery", "juggling balls", "surfing water"]
 

@@ -286,7 +286,7 @@ def test_entry_points_take_safetensors(entry, clip_files, checkpoints, video, tm
 def test_safetensors_is_refused_where_a_checkpoint_is_needed(clip_files, tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from ovar.models.zero_shot import load_model
+    from ovar.hub import load_model
 
     path = clip_files["safetensors"]
     with pytest.raises(ModelError, match="safetensors file holds bare weights, not a checkpoint"):

@@ -18,7 +18,7 @@ _LAZY = {
     "predict": "ovar.inference.api",
     "VideoPrediction": "ovar.inference.results",
     "LabelScore": "ovar.inference.results",
-    "load_model": "ovar.models.zero_shot",
+    "load_model": "ovar.models.loading",
     "VideoTextModel": "ovar.models.zero_shot",
     "load_backbone": "ovar.models.backbone",
     "list_models": "ovar.models.backbone",

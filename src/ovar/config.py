@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,13 @@ T = TypeVar("T")
 
 class ConfigError(OvarError):
     """An unknown key, a value of the wrong type or an unreadable configuration file."""
+
+
+def default_workers() -> int:
+    """The default count of decoding worker processes: the usable CPU cores, at most 4
+    (more rarely pays: decoding then waits on the disk and the model)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
 
 
 @dataclass
@@ -54,7 +62,7 @@ class DataConfig:
     sampling: str = "segment"
     frames: int = 8
     batch_size: int = 8  # per process; the global batch is this x world size
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())  # decoding processes
     shot: int | None = None  # K-shot training subset
     shot_epoch: str | None = None  # "full": repeat the K-shot list to the full list's size | "subset"; None: the recipe's original
     repeat: int = 1  # the training list is read this many times per epoch
@@ -152,18 +160,25 @@ _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedu
 def _validate_values(config: Config) -> None:
     """Range checks that a type alone cannot express."""
     for key, choices in _CHOICES.items():
-        value = _get(config, key)
+        value = get_value(config, key)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
-    for key in _POSITIVE:
-        if _get(config, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
-    for key in _NON_NEGATIVE:
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    check_ranges(config, _POSITIVE, _NON_NEGATIVE)
 
 
-def _get(obj: Any, dotted: str) -> Any:
+def check_ranges(config: Config, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first of the dotted keys ``positive`` below 1, or of
+    ``non_negative`` below 0."""
+    for key in positive:
+        if get_value(config, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {get_value(config, key)!r}")
+    for key in non_negative:
+        if get_value(config, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {get_value(config, key)!r}")
+
+
+def get_value(obj: Any, dotted: str) -> Any:
+    """The value at the dotted key ``dotted`` (``data.frames``) of a config."""
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj

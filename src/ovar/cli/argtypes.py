@@ -27,22 +27,21 @@ def positive_int(text: str) -> int:
 
 def unit_interval(text: str) -> float:
     """A number in [0, 1] (ratios such as a patch ratio)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
-    return value
+    return _number(text, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def positive_float(text: str) -> float:
+    return _number(text, lambda v: v > 0, "a positive number")
+
+
+def _number(text: str, accept, expected: str) -> float:
+    """``float(text)`` if ``accept`` takes it (NaN never passes a comparison), else argparse's error."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
     return value
 
 
@@ -58,19 +57,20 @@ def views(text: str) -> str:
     """``TxS`` temporal clips x spatial crops, checked now; the text is passed on as given."""
     from ..video.sampling import parse_views
 
-    try:
-        parse_views(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return _parsed_by(parse_views, text)
 
 
 def sampling(text: str) -> str:
     """A frame sampling description (segment, dense, TxS, fps:TxS...), checked now."""
     from ..video.sampling import parse_sampling
 
+    return _parsed_by(parse_sampling, text)
+
+
+def _parsed_by(parse, text: str) -> str:
+    """``text`` if ``parse`` accepts it; its ValueError becomes argparse's one-line error."""
     try:
-        parse_sampling(text)
+        parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text

@@ -22,8 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ovar.recipes.builtin  # noqa: F401  (registers the recipes)
-
     from ..config import load_config
     from ..recipes import get_recipe
 

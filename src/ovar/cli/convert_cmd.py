@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub import CHECKPOINT_SOURCES
 from .argtypes import checkpoint, new_file, positive_int, unit_interval
 
-# Spelled out here so that building the parser imports no torch (`ovar --help` stays fast);
-# tests/test_user_errors.py checks they equal ovar.models.convert.SOURCES and the models' names.
-SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
+SOURCES = tuple(CHECKPOINT_SOURCES)  # the hub's table imports no torch (`ovar --help` stays fast)
+# Spelled out here so that building the parser imports no torch;
+# tests/test_user_errors.py checks the names below equal the models' names.
 FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
 TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", "expand_temporal_view_step3")
 
@@ -52,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fusion_weights is not None:
         options["fusion_weights"] = args.fusion_weights
     if args.source == "evl":
-        from ..data.labels import read_class_names
+        from ..data.splits import read_classes
 
         options["num_heads"] = args.heads
-        options["class_names"] = read_class_names(args.labels) if args.labels else None
+        options["class_names"] = read_classes(args.labels) if args.labels else None
     model = convert_checkpoint(args.source, args.checkpoint, clip=args.clip, **options)
     path = save_model_file(args.out, model)
     fusion = getattr(model, "fusion_type", None)  # EVL has a decoder, not a fusion module

@@ -61,13 +61,13 @@ def _list_format(path: Path, fmt: str) -> str:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Check the list; print the report on ``out`` (stdout). Returns the exit status."""
     from ..data.check import check_videos
-    from ..data.labels import read_class_names
+    from ..data.splits import read_classes
     from ..data.lists import read_list, write_list
 
     out = out or sys.stdout
     if args.root is not None and not Path(args.root).is_dir():
         raise OvarError(f"{args.root}: dataset root is not a directory")
-    names = read_class_names(args.classes) if args.classes else None
+    names = read_classes(args.classes) if args.classes else None
     records = read_list(args.list, fmt=args.format, num_classes=len(names) if names else None)
     report = check_videos(records, args.root, workers=args.workers, frames=args.frames, fps=args.fps,
                           class_names=names, progress=not args.no_progress,

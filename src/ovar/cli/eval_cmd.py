@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import OvarError
 from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
@@ -206,24 +207,35 @@ def _settings(args: argparse.Namespace, config):
 
 
 def _run_checkpoint_eval(args: argparse.Namespace) -> int:
-    """``ovar eval --config ... --checkpoint FILE``: the run's evaluation list, metrics as JSON."""
+    """``ovar eval [--config ...] --checkpoint FILE|RUN_DIR``: the run's evaluation list,
+    metrics as JSON. A run folder or a checkpoint in one brings its own config; a model
+    file's weights are evaluated in the recipe's model."""
+    from ..models.loading import find_run_config, is_training_checkpoint, run_model_path
+    from ..models.weights_io import load_exact, load_file
     from ..train import distributed, evaluate
-    from ..train.checkpoint import load
     from .train_cmd import load_run
 
     if not args.checkpoint:
         raise OvarError("give --protocol NAME, or --checkpoint FILE to evaluate a run on its data.val_list")
-    args.overrides = [*args.overrides, *_training_overrides(args)]
+    file = Path(args.checkpoint)
+    file = run_model_path(file) if file.is_dir() else file
+    if args.config is None and args.recipe is None:
+        args.config = str(find_run_config(file))
+    # The checkpoint holds every weight: no pretrained download to build the model first.
+    args.overrides = [*args.overrides, *_training_overrides(args), "model.pretrained=none"]
     config, recipe = load_run(args)
-    try:
-        state = load(args.checkpoint)
-    except (OSError, RuntimeError) as exc:
-        raise OvarError(f"{args.checkpoint}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
+    payload = load_file(file, "checkpoint")
     with distributed.session(config.run.device) as ctx:
         model = recipe.build_model()
-        model.load_state_dict(state["model"])
+        if is_training_checkpoint(payload):
+            load_exact(model, payload["model"], file, "the recipe's")
+        elif hasattr(recipe, "inner"):  # a model file: its weights go into the recipe's model
+            from ..models.loading import load_model
+
+            load_exact(recipe.inner(model), load_model(checkpoint=file).state_dict(), file, "the recipe's")
+        else:
+            raise OvarError(f"{file}: not a training checkpoint of recipe '{config.recipe.get('name')}'")
         metrics = evaluate(config, recipe, model.to(ctx.device))
         if ctx.is_main:
             print(json.dumps(metrics))
     return 0
-

@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Export an `ovar train` run (or an ovar model file) to a folder that "
                                    "`--pretrained FOLDER` loads and that can be uploaded to the Hugging Face Hub "
                                    "(then loaded as --pretrained hf-hub:ORG/NAME).")
-    p.add_argument("source", metavar="RUN_OR_CKPT", help="an `ovar train` run folder or an ovar model file")
+    p.add_argument("source", metavar="RUN_OR_CKPT",
+                   help="an `ovar train` run folder, any model or checkpoint file it writes, or an ovar model file")
     p.add_argument("out", metavar="OUT", help="the folder to write")
     p.set_defaults(handler=run)
 

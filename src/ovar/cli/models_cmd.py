@@ -1,4 +1,5 @@
-"""``ovar models``: list backbone architectures and their pretrained tags."""
+"""``ovar models``: list backbone architectures and their pretrained tags, then what the
+hub (:mod:`ovar.hub`) builds: model-file kinds, recipes and checkpoint sources."""
 
 from __future__ import annotations
 
@@ -18,4 +19,9 @@ def run(args: argparse.Namespace) -> int:
         if args.filter.lower() in name.lower():
             tags = ", ".join(list_pretrained(name))
             print(f"{name:32s} {tags}" if tags else name)
+    from ..hub import CHECKPOINT_SOURCES, MODEL_KINDS, RECIPES
+
+    if not args.filter:
+        print(f"\nmodel kinds: {', '.join(MODEL_KINDS)}\nrecipes: {', '.join(RECIPES)}"
+              f"\ncheckpoint sources: {', '.join(CHECKPOINT_SOURCES)}")
     return 0

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and args.segments is None:
         raise OvarError("--plot needs --segments SECONDS")
     from ..devices import resolve_device
-    from ..text import parse_labels, read_labels_file
+    from ..data import read_labels_file
+    from ..text import parse_labels
 
     labels = None
     if args.labels is not None:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise OvarError("--clip and --patch-ratio apply to a --checkpoint")
 
     from ..inference import predict
-    from ..models.zero_shot import load_model
+    from ..models.loading import load_model
 
     model = load_model(args.model, args.pretrained, device=device, frames=args.frames,
                        checkpoint=args.checkpoint, clip=args.clip, patch_ratio=args.patch_ratio)

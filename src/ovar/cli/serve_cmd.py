@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise OvarError("--clip and --patch-ratio apply to a --checkpoint")
     label_sets = _label_sets(args.label_set)
 
-    from ..models.zero_shot import load_model
+    from ..models.loading import load_model
     from ..serve.app import create_app
     from ..serve.service import ClassifyService, ServiceOptions
     from ..devices import resolve_device

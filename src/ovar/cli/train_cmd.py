@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -25,6 +26,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="continue a run: the newest intact checkpoint in run.out_dir, or the file given")
     train.add_argument("--overwrite", action="store_true",
                        help="delete what run.out_dir holds (an earlier run) and start afresh")
+    train.add_argument("--model", dest="backbone_name", default=None, metavar="NAME",
+                       help="backbone architecture (model.backbone), e.g. ViT-B-16 or tiny")
+    train.add_argument("--pretrained", dest="backbone_weights", default=None, metavar="TAG|FILE|none",
+                       help="backbone weights (model.pretrained): an open_clip tag, a local file, or none")
     train.set_defaults(handler=run_train)
 
 
@@ -51,6 +56,10 @@ def load_run(args: argparse.Namespace):
         overrides.append(f"run.out_dir={args.out}")
     if args.strict:
         overrides.append("data.strict=true")
+    if getattr(args, "backbone_name", None) is not None:  # train's --model/--pretrained
+        overrides.append(f"model.backbone={args.backbone_name}")
+    if getattr(args, "backbone_weights", None) is not None:
+        overrides.append(f"model.pretrained={args.backbone_weights}")
     if getattr(args, "resume", None) is not None:
         overrides.append(f"run.resume={args.resume}")
     config = load_config(args.config, overrides)
@@ -71,7 +80,18 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"ovar: stopped by {result.stopped} at epoch {result.epochs_completed + 1}, step {result.step}; "
               f"checkpoint {result.checkpoint}; continue with --resume", file=sys.stderr)
         return 128 + int(getattr(signal, result.stopped))
-    if result.metrics:
-        print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}), file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # the result, as every command prints it: JSON on stdout
+        print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_completed,
+                          "model": _model_path(result.run_dir), **(result.metrics or {})}))
     return 0
+
+
+def _model_path(run_dir) -> str | None:
+    """The file `ovar predict --checkpoint` reads from the run (None if it wrote none)."""
+    from ..hub import MODEL_FILE
+
+    for name in (MODEL_FILE, "final.pt"):
+        if (run_dir / name).is_file():
+            return str(run_dir / name)
+    return None
 

@@ -4,8 +4,8 @@ Light modules are re-exported here; the torch-based dataset and loader live in
 ``ovar.data.dataset`` and ``ovar.data.loader``.
 """
 
-from .labels import humanize, read_class_names
+from .labels import humanize, read_class_names, read_labels_file
 from .lists import ListFormatError, read_list, resolve, write_list
 from .records import VideoRecord
 
-__all__ = ["ListFormatError", "VideoRecord", "humanize", "read_class_names", "read_list", "resolve", "write_list"]
+__all__ = ["ListFormatError", "VideoRecord", "humanize", "read_class_names", "read_labels_file", "read_list", "resolve", "write_list"]

@@ -8,7 +8,6 @@ check.  :class:`CheckReport` holds the results and formats the summary.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 from collections import Counter, deque
@@ -46,8 +45,10 @@ class VideoCheck:
 
 
 def default_workers() -> int:
-    """``min(4, CPU cores)``."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """:func:`ovar.config.default_workers`."""
+    from ..config import default_workers as workers
+
+    return workers()
 
 
 def probe_video(path: str, frames: int = 8, fps: float | None = None) -> VideoCheck:

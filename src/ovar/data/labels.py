@@ -6,7 +6,8 @@ A class list defines the label indices of a dataset, so its reader is strict: ev
 - ``.csv``: ``id,name`` rows after an optional ``id,name`` header, in any order. A name may hold
   commas (everything after the first comma is the name) or be double-quoted.
 - ``.json``: ``{"0": "name", ...}`` or a list of names.
-- anything else (``.txt``): one name per line, line number = index + 1.
+- anything else (``.txt``): one name per line, line number = index + 1; unless its content
+  is JSON or starts with the ``id,name`` header, then it is read as such.
 """
 
 from __future__ import annotations
@@ -40,7 +41,19 @@ def read_class_names(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LabelError(f"{path}: not a UTF-8 text file (byte {exc.start})") from exc
-    return parse_class_names(text, source=str(path), kind=path.suffix.lower().lstrip("."))
+    return parse_class_names(text, source=str(path), kind=_kind(path, text))
+
+
+def _kind(path: Path, text: str) -> str:
+    """``csv``/``json`` by suffix, else by content (a label file may be named anything)."""
+    kind = path.suffix.lower().lstrip(".")
+    if kind in ("csv", "json"):
+        return kind
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        return "json"
+    first = stripped.split("\n", 1)[0]
+    return "csv" if first.replace(" ", "").strip().lower() == "id,name" else kind
 
 
 def parse_class_names(text: str, *, source: str = "<classes>", kind: str = "txt",
@@ -188,3 +201,13 @@ def humanize(name: str) -> str:
         return name
     words = _HUMP.sub(" ", name.replace("_", " "))
     return " ".join(words.split()).lower()
+
+
+def read_labels_file(path: str | Path) -> list[str]:
+    """Class names from a class-list file or a bundled list's name (``k400``): the reader
+    of ``data.classes`` and ``--classes`` (``id,name`` CSV with or without its header, JSON
+    list or ``{"0": name}``, one name per line), then the label checks."""
+    from ..text.templates import check_labels
+    from .splits import read_classes
+
+    return check_labels(read_classes(path), str(path))

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import LabelError, OvarError, VideoDecodeError
-from ..models.zero_shot import VideoTextModel, load_model
+from ..models.loading import load_model
+from ..models.zero_shot import VideoTextModel
 from ..text import check_labels, read_descriptions, short_name
 from ..video import ClipSampler, parse_sampling, parse_views
 from ..video.eval_scale import original_eval_transform, segment_position
@@ -103,9 +104,10 @@ def _device(device: str | torch.device | None) -> torch.device:
 def _workers(workers: int | None, items: int) -> int:
     if workers is not None:
         return workers
+    from ..config import default_workers
+
     # Worker start-up costs more than it saves for a handful of clips.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if items < 4 else min(4, cores)
+    return 0 if items < 4 else default_workers()
 
 
 def clip_requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], list[int], dict[int, str]]:

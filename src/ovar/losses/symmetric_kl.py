@@ -58,7 +58,7 @@ def global_symmetric_kl_loss(video: torch.Tensor, text: torch.Tensor, labels: to
     span the gathered batch; under DDP the result (loss and parameter gradients) equals
     one process on the concatenated batch.  Without a process group it is the plain loss.
     """
-    from ..train.distributed import gather_no_grad, gather_with_grad
+    from .gather import gather_no_grad, gather_with_grad
 
     return symmetric_kl_loss(gather_with_grad(video), gather_with_grad(text), gather_no_grad(labels), logit_scale,
                              mode=mode)

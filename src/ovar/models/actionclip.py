@@ -64,16 +64,3 @@ class ActionCLIPModel(FusedVideoTextModel):
         """(B, C) mean over templates of the per-template softmax."""
         probs = self.per_template_probabilities(video_embeddings, classifier)
         return probs.mean(dim=1) if probs.dim() == 3 else probs
-
-
-def _build(backbone: ClipBackbone, args: dict) -> ActionCLIPModel:
-    return ActionCLIPModel(backbone, **args)
-
-
-def _register() -> None:
-    from .model_file import register_kind
-
-    register_kind(ActionCLIPModel.kind, _build)
-
-
-_register()

@@ -48,29 +48,31 @@ def is_model_reference(spec: object) -> bool:
 
 
 def export_model(source: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write the trained model at ``source`` (an ``ovar train`` run folder or an ovar model
-    file) to the folder ``out``; returns ``out``."""
+    """Write the trained model at ``source`` (an ``ovar train`` run folder, an ovar model
+    file, or any checkpoint a run writes) to the folder ``out``; returns ``out``."""
     from safetensors.torch import save_file
 
-    from .model_file import VERSION, is_model_file
+    from .loading import find_run_config, load_model, run_model_path
+    from .model_file import VERSION, is_model_file, model_payload
     from .weights_io import load_file
 
     source, out = Path(source), Path(out)
-    model_path = source / "model.pt" if source.is_dir() else source
-    if source.is_dir() and not model_path.is_file():
-        raise ModelError(f"{source}: no model.pt in this folder (is it a finished `ovar train` run?)")
+    model_path = run_model_path(source) if source.is_dir() else source
     payload = load_file(model_path, "model file")
-    if not is_model_file(payload):
-        raise ModelError(f"{model_path}: not an ovar model file (export `ovar train`'s model.pt or an "
-                         f"`ovar convert` output; epoch checkpoints hold training state only)")
-    run = _run_config(model_path.parent)
+    if not is_model_file(payload):  # a run checkpoint (or another layout): the hub rebuilds it
+        payload = model_payload(load_model(checkpoint=model_path), model_path)
+    try:
+        run_dir = find_run_config(model_path).parent
+    except ModelError:
+        run_dir = model_path.parent
+    run = _run_config(run_dir)
     args = payload["args"]
     config: dict[str, Any] = {
         "format": "ovar-model", "version": VERSION, "kind": payload["kind"],
         "backbone": payload["backbone"], "args": args,
         "frames": args.get("frames", run.get("model", {}).get("frames")),
         "templates": args.get("templates"),
-        "class_names": _class_names(run, model_path.parent),
+        "class_names": _class_names(run, run_dir),
         "recipe": run.get("recipe") or None,
     }
     # safetensors refuses tensors that share memory: give each its own contiguous copy.

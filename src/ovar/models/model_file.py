@@ -7,17 +7,15 @@ Layout (version 1)::
      "args": {typed constructor arguments of the kind's model class},
      "state_dict": {...}}
 
-A kind's builder ``(backbone, args) -> VideoTextModel`` is looked up in a registry. A
-kind that is not registered yet is looked for in the module ``ovar.models.<kind>``, which
-registers itself on import, so new methods plug in without touching this file.
+A kind's model class comes from :data:`ovar.hub.MODEL_KINDS` and is built as
+``cls(backbone, **args)``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import open_clip
 import torch
@@ -33,50 +31,35 @@ VERSION = 1
 # The video encoder holds the same backbone as the model: its keys are stored once.
 _SHARED_PREFIX = "video_encoder.backbone."
 
-Builder = Callable[[ClipBackbone, dict], VideoTextModel]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def register_kind(kind: str, builder: Builder) -> None:
-    """Make ``load_model_file`` able to rebuild models of ``kind``."""
-    _BUILDERS[kind] = builder
-
-
-def _builder(kind: str, path: Path) -> Builder:
-    if kind not in _BUILDERS:
-        try:
-            importlib.import_module(f"{__package__}.{kind}")
-        except ImportError:
-            pass
-    if kind not in _BUILDERS:
-        raise ModelError(f"{path}: unknown model kind '{kind}' (known: {', '.join(sorted(_BUILDERS)) or 'none'})")
-    return _BUILDERS[kind]
-
-
 def backbone_config(backbone: ClipBackbone) -> tuple[dict[str, Any], bool]:
     """The open_clip config that rebuilds ``backbone``'s architecture, and its QuickGELU flag."""
     quick_gelu = isinstance(backbone.clip.transformer.resblocks[0].mlp.gelu, QuickGELU)
     return infer_clip_config(backbone.clip.state_dict(), quick_gelu), quick_gelu
 
 
-def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
-    """Write ``model`` (which must define ``kind`` and ``build_args``) atomically to ``path``."""
-    path = Path(path)
+def model_payload(model: VideoTextModel, where: object = "model") -> dict[str, Any]:
+    """The model-file dict of ``model`` (which must define ``kind`` and ``build_args``)."""
     kind = getattr(model, "kind", None)
     args = getattr(model, "build_args", None)
     if not isinstance(kind, str) or not isinstance(args, dict):
-        raise ModelError(f"{path}: a {type(model).__name__} cannot be saved (it has no kind/build_args)")
+        raise ModelError(f"{where}: a {type(model).__name__} cannot be saved (it has no kind/build_args)")
     config, quick_gelu = backbone_config(model.backbone)
     backbone = model.backbone
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
              if not k.startswith(_SHARED_PREFIX)}
-    payload = {
+    return {
         "format": FORMAT, "version": VERSION, "kind": kind,
         "backbone": {"name": backbone.name, "config": config, "quick_gelu": quick_gelu,
                      "mean": list(backbone.mean), "std": list(backbone.std)},
         "args": args,
         "state_dict": state,
     }
+
+
+def save_model_file(path: str | os.PathLike, model: VideoTextModel) -> Path:
+    """Write ``model`` (which must define ``kind`` and ``build_args``) atomically to ``path``."""
+    path = Path(path)
+    payload = model_payload(model, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -110,7 +93,9 @@ def model_from_payload(payload: dict[str, Any], path: Path, device: str | torch.
                                 mean=tuple(spec.get("mean", OPENAI_MEAN)), std=tuple(spec.get("std", OPENAI_STD)))
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{path}: malformed model file (missing or bad {exc})") from exc
-    model = _builder(kind, path)(backbone, args)
+    from ..hub import model_class
+
+    model = model_class(kind, path)(backbone, **args)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

@@ -91,13 +91,3 @@ class FrosterModel(OpenVCLIPModel):
     def __init__(self, backbone: ClipBackbone, *, frames: int = 8, templates: str | Sequence[str] = "froster",
                  temporal: str = "expand_temporal_view") -> None:
         super().__init__(backbone, frames=frames, templates=templates, temporal=temporal)
-
-
-def _register() -> None:
-    from .model_file import register_kind
-
-    register_kind(OpenVCLIPModel.kind, lambda backbone, args: OpenVCLIPModel(backbone, **args))
-    register_kind(FrosterModel.kind, lambda backbone, args: FrosterModel(backbone, **args))
-
-
-_register()

@@ -7,10 +7,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from .actionclip import TEST_SCALE  # the papers' fixed test-time scale
 from .backbone import ClipBackbone
 from .fusion_encoder import FusedVideoTextModel
-
-TEST_SCALE = 100.0
 
 
 class Text4VisModel(FusedVideoTextModel):
@@ -40,16 +39,3 @@ class Text4VisModel(FusedVideoTextModel):
         """(B, C) logits with the learned, unclamped ``exp(logit_scale)`` (training time)."""
         scale = self.backbone.logit_scale.float()
         return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
-
-
-def _build(backbone: ClipBackbone, args: dict) -> Text4VisModel:
-    return Text4VisModel(backbone, **args)
-
-
-def _register() -> None:
-    from .model_file import register_kind
-
-    register_kind(Text4VisModel.kind, _build)
-
-
-_register()

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..config import default_workers
 from ..data.dataset import VideoDataset
 from ..data.records import VideoRecord
 from ..errors import ModelError, OvarError
@@ -32,7 +33,7 @@ class EvalSettings:
     sampling: str = "segment"
     fusion: str | None = None
     batch_size: int = 8
-    workers: int = 4
+    workers: int = field(default_factory=lambda: default_workers())
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -149,7 +150,7 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:
     """The frozen CLIP baseline: mean-pooled frame embeddings against class prompts."""
     def build() -> Loaded:
-        from ..models.zero_shot import load_model
+        from ..models.loading import load_model
 
         kwargs = {"templates": templates} if templates else {}
         model = load_model(name, None if pretrained in (None, "none") else pretrained,
@@ -164,7 +165,7 @@ def model_file(path: str | Path, settings: EvalSettings, clip: str | None = None
     """An ovar model file (``ovar train``'s model.pt, ``ovar convert`` output), a run folder,
     or an original codebase's checkpoint (``clip``: its CLIP file; ``patch_ratio``: patched)."""
     def build() -> Loaded:
-        from ..models.zero_shot import load_model
+        from ..models.loading import load_model
 
         model = load_model(checkpoint=path, clip=clip, patch_ratio=patch_ratio)
         return model_scorer(model, settings)
@@ -174,23 +175,21 @@ def model_file(path: str | Path, settings: EvalSettings, clip: str | None = None
 
 
 def recipe_checkpoint(recipe_factory: Callable[[], Any], path: str | Path, settings: EvalSettings) -> ModelSource:
-    """A training checkpoint (epoch_*.pt, final.pt; or a run folder's final.pt) of a recipe."""
+    """A training checkpoint (epoch_*.pt, final.pt, best.pt, averaged weights; or a run
+    folder) of a recipe, scored the recipe's way; a model file is scored as :func:`model_file`."""
     def build() -> Loaded:
-        from ..train.checkpoint import load
+        from ..models.loading import is_training_checkpoint, load_model, run_model_path
+        from ..models.weights_io import load_exact, load_file
 
         file = Path(path)
         if file.is_dir():
-            file = file / "final.pt"
-        try:
-            state = load(file)
-        except (OSError, RuntimeError) as exc:
-            raise OvarError(f"{file}: cannot read checkpoint ({str(exc).splitlines()[0]})") from None
-        if not isinstance(state, dict) or "model" not in state:
-            raise OvarError(f"{file}: not a training checkpoint (no 'model'); without --config/--recipe "
-                            f"--checkpoint takes an ovar model file")
+            file = run_model_path(file)
+        payload = load_file(file, "checkpoint")
+        if not is_training_checkpoint(payload):
+            return model_scorer(load_model(checkpoint=file), settings)
         recipe = recipe_factory()
         model = recipe.build_model()
-        model.load_state_dict(state["model"])
+        load_exact(model, payload["model"], file, "the recipe's")
         return recipe_scorer(recipe, model, settings)
 
     return ModelSource(f"checkpoint {path}", build)

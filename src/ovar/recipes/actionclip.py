@@ -13,7 +13,6 @@ from ..losses.symmetric_kl import global_symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..text.templates import resolve_templates
 from ..train.recipe import ParamGroup
-from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
@@ -41,7 +40,6 @@ class ActionCLIPTrainer(nn.Module):
         return self.model.encode_video(video), self.model.backbone.encode_text(tokens), clip.logit_scale.exp()
 
 
-@register_recipe("actionclip")
 class ActionCLIPRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
     original = "actionclip"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import Config, parse_section
+from ..hub import MODEL_FILE  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
 from ..models.backbone import ClipBackbone, load_backbone
 from ..models.model_file import save_model_file
 from ..models.zero_shot import VideoTextModel
@@ -16,7 +17,6 @@ from . import video_data
 from ..train.recipe import Recipe
 
 T = TypeVar("T")
-MODEL_FILE = "model.pt"  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
 
 
 class EvalModel(nn.Module):

@@ -29,7 +29,6 @@ from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
 from ..train.recipe import ParamGroup
-from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -115,7 +114,6 @@ class FixedViewDataset(Dataset):
         return item
 
 
-@register_recipe("evl")
 class EVLRecipe(ClipVideoRecipe):
     view_fusion = "mean_softmax"
     original = "evl"

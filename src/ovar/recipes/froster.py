@@ -26,7 +26,6 @@ from ..models.open_vclip import FrosterModel
 from ..text.classifier import encode_prompts
 from ..text.descriptions import fill_prompts, read_descriptions
 from ..text.templates import resolve_templates
-from .registry import register_recipe
 from .open_vclip import OpenVCLIPOptions, OpenVCLIPRecipe
 
 
@@ -109,7 +108,6 @@ class Teacher:
         return F.normalize(self._texts[picks].mean(dim=0), dim=-1)
 
 
-@register_recipe("froster")
 class FrosterRecipe(OpenVCLIPRecipe):
     options_class = FrosterOptions
     original = "froster"

@@ -25,10 +25,10 @@ from ..config import ConfigError
 from ..models.open_vclip import OpenVCLIPModel
 from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
+from ..models.mixing import check_ratio, mix
 from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from .running_average import RunningAverage
 from ..train.recipe import ParamGroup
-from .registry import register_recipe
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
@@ -75,7 +75,6 @@ class OpenVCLIPTrainer(nn.Module):
         return logits, functional_forward(self.model, params, video, self.classifier)
 
 
-@register_recipe("open_vclip")
 class OpenVCLIPRecipe(ClipVideoRecipe):
     view_fusion = "sum_logits"
     original = "open_vclip"
@@ -88,8 +87,8 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
             raise ConfigError(f"recipe.temporal: expected one of {', '.join(TEMPORAL_TYPES)}, got {self.opts.temporal!r}")
         if not 0.0 <= self.opts.iwo_alpha_low <= self.opts.iwo_alpha_high <= 1.0:
             raise ConfigError("recipe.iwo_alpha_low/high: need 0 <= low <= high <= 1")
-        if self.opts.patch_ratio is not None and not 0.0 <= self.opts.patch_ratio <= 1.0:
-            raise ConfigError(f"recipe.patch_ratio: must be within [0, 1], got {self.opts.patch_ratio}")
+        if self.opts.patch_ratio is not None:
+            check_ratio(self.opts.patch_ratio, "recipe.patch_ratio", ConfigError)
         self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
 
     # --- model -------------------------------------------------------------------------
@@ -159,7 +158,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         params = dict(patched.model.named_parameters())
         with torch.no_grad():
             for name, target in self.anchor(next(patched.parameters()).device).items():
-                params[name].mul_(1.0 - ratio).add_(target.to(params[name].dtype), alpha=ratio)
+                params[name].copy_(mix(target, params[name].detach(), ratio, name))
         return patched
 
     @torch.no_grad()

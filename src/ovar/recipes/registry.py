@@ -14,7 +14,8 @@ _REGISTRY: dict[str, type[Recipe]] = {}
 
 
 def register_recipe(name: str) -> Callable[[R], R]:
-    """Class decorator adding a :class:`Recipe` subclass to the registry under ``name``."""
+    """Class decorator adding a user's :class:`Recipe` subclass under ``name`` (the
+    built-in recipes are listed in :data:`ovar.hub.RECIPES` instead)."""
 
     def add(cls: R) -> R:
         existing = _REGISTRY.get(name)
@@ -27,18 +28,22 @@ def register_recipe(name: str) -> Callable[[R], R]:
 
 
 def get_recipe(name: str) -> type[Recipe]:
-    """The recipe class registered as ``name``; ConfigError listing the known ones if none."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ConfigError(f"unknown recipe {name!r} (known: {known})") from None
+    """The built-in recipe ``name`` (:data:`ovar.hub.RECIPES`), else one a user module
+    registered; ConfigError listing the known ones if none."""
+    from ..hub import recipe_class
+
+    found = recipe_class(name) or _REGISTRY.get(name)
+    if found is None:
+        raise ConfigError(f"unknown recipe {name!r} (known: {', '.join(list_recipes())})") from None
+    return found
 
 
 def load_recipe(name: str) -> type[Recipe]:
     """The recipe class named ``name``: a built-in one, or ``module:name`` for a user's
-    recipe module (which registers itself on import)."""
+    recipe module (``name`` is a :class:`Recipe` class in it, or registered with
+    :func:`register_recipe`)."""
     import importlib
+    import sys
 
     from ..errors import OvarError
 
@@ -48,11 +53,14 @@ def load_recipe(name: str) -> type[Recipe]:
             importlib.import_module(module)
         except ImportError as exc:
             raise OvarError(f"cannot import recipe module '{module}': {exc}") from None
-    else:
-        importlib.import_module("ovar.recipes.builtin")
+        found = getattr(sys.modules[module], name, None)
+        if isinstance(found, type) and issubclass(found, Recipe):
+            return found
     return get_recipe(name)
 
 
 def list_recipes() -> list[str]:
-    """Registered recipe names, sorted."""
-    return sorted(_REGISTRY)
+    """Built-in and registered recipe names, sorted."""
+    from ..hub import RECIPES
+
+    return sorted({*RECIPES, *_REGISTRY})

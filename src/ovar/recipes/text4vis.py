@@ -11,7 +11,6 @@ from torch import nn
 
 from ..models.text4vis import Text4VisModel
 from ..train.recipe import ParamGroup
-from .registry import register_recipe
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -37,7 +36,6 @@ class Text4VisTrainer(nn.Module):
         return self.model.train_logits(self.model.encode_video(video), self.classifier)
 
 
-@register_recipe("text4vis")
 class Text4VisRecipe(ClipVideoRecipe):
     view_fusion = "features"  # Text4Vis averages the views' video features, then scores
     original = "text4vis"

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import ConfigError
 from .actionclip import ActionCLIPOptions, ActionCLIPRecipe
-from .base import ParamGroup, register_recipe
+from ..train.recipe import ParamGroup
 from .video_data import Augment
 
 
@@ -28,7 +28,6 @@ class Text4VisNCEOptions(ActionCLIPOptions):
     rand_augment: tuple[int, int] | None = (2, 9)
 
 
-@register_recipe("text4vis_nce")
 class Text4VisNCERecipe(ActionCLIPRecipe):
     original = "text4vis"  # test scale and test frames
     view_fusion = "features"  # Text4Vis averages the views' video features, then scores

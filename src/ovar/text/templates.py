@@ -85,29 +85,6 @@ def parse_labels(text: str) -> list[str]:
     return check_labels([part.strip() for part in text.split(",")], "--labels")
 
 
-def read_labels_file(path: str | Path) -> list[str]:
-    """Class names from a file: one per line, ``id,name`` CSV, or a JSON list/``{"0": name}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: labels file not found")
-    text = path.read_text(encoding="utf-8")
-    stripped = text.strip()
-    if stripped.startswith(("{", "[")):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise LabelError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})") from exc
-        names = [str(v) for v in (values_by_index(data, path) if isinstance(data, dict) else data)]
-    else:
-        lines = [line.strip() for line in text.splitlines()]
-        lines = [line for line in lines if line]
-        if lines and lines[0].replace(" ", "").lower() == "id,name":
-            names = [line.split(",", 1)[1].strip() if "," in line else "" for line in lines[1:]]
-        else:
-            names = lines
-    return check_labels(names, str(path))
-
-
 def values_by_index(data: dict, path: Path) -> list:
     try:
         order = sorted(data, key=int)

@@ -12,29 +12,18 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModelError
+from ..models.mixing import check_ratio, mix
 from .weights import State, WeightsInfo, clip_tensors, read_any, clip_prefixes, clip_state
-
-
-def _check_ratio(ratio: float) -> None:
-    if not 0.0 <= ratio <= 1.0:
-        raise ModelError(f"interpolation ratio must lie in [0, 1], got {ratio}")
-
-
-def _mix(a: Tensor, b: Tensor, ratio: float, key: str) -> Tensor:
-    """``ratio * a + (1 - ratio) * b`` in float32, in ``b``'s dtype and device."""
-    if a.shape != b.shape:
-        raise ModelError(f"key '{key}' has shapes {tuple(a.shape)} and {tuple(b.shape)}, cannot mix them")
-    return (ratio * a.to(b.device, torch.float32) + (1.0 - ratio) * b.float()).to(b.dtype)
 
 
 def interpolate_state_dicts(a: Mapping[str, Any], b: Mapping[str, Any], ratio: float) -> State:
     """``ratio * a + (1 - ratio) * b`` for the floating tensors in both; all else from ``b``."""
-    _check_ratio(ratio)
+    check_ratio(ratio)
     out: State = {}
     for key, value in b.items():
         other = a.get(key)
         if isinstance(value, Tensor) and value.is_floating_point() and isinstance(other, Tensor):
-            out[key] = _mix(other, value, ratio, key)
+            out[key] = mix(other, value, ratio, key)
         else:
             out[key] = value
     return out
@@ -43,7 +32,7 @@ def interpolate_state_dicts(a: Mapping[str, Any], b: Mapping[str, Any], ratio: f
 def patch_towards_clip(state: Mapping[str, Any], clip: Mapping[str, Any], ratio: float) -> State:
     """``state[P + k] = ratio * clip[k] + (1 - ratio) * state[P + k]`` for every CLIP key ``k`` and
     student CLIP prefix ``P`` of ``state`` (test-time patching); other keys unchanged."""
-    _check_ratio(ratio)
+    check_ratio(ratio)
     prefixes = clip_prefixes(state)
     if not prefixes:
         raise ModelError("no CLIP weights found to patch")
@@ -52,13 +41,13 @@ def patch_towards_clip(state: Mapping[str, Any], clip: Mapping[str, Any], ratio:
         for key, value in clip_tensors(clip).items():
             if prefix + key not in state:
                 raise ModelError(f"CLIP key '{key}' is missing under '{prefix}'")
-            out[prefix + key] = _mix(value, state[prefix + key], ratio, prefix + key)
+            out[prefix + key] = mix(value, state[prefix + key], ratio, prefix + key)
     return out
 
 
 def patch_module(module: nn.Module, clip: Mapping[str, Any], ratio: float) -> int:
     """:func:`patch_towards_clip` in place on ``module``'s student CLIP; returns the tensors patched."""
-    _check_ratio(ratio)
+    check_ratio(ratio)
     tensors = module.state_dict(keep_vars=True)
     prefixes = clip_prefixes(tensors)
     if not prefixes:
@@ -73,7 +62,7 @@ def patch_module(module: nn.Module, clip: Mapping[str, Any], ratio: float) -> in
                 if id(target) in done:  # one module registered under two names
                     continue
                 done.add(id(target))
-                target.copy_(_mix(value, target.detach(), ratio, prefix + key))
+                target.copy_(mix(value, target.detach(), ratio, prefix + key))
     return len(done)
 
 
@@ -103,7 +92,7 @@ def interpolate_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
     the result has the checkpoint's layout; two checkpoints give B's layout; two CLIPs a plain
     state dict.
     """
-    _check_ratio(ratio)
+    check_ratio(ratio)
     la, pa, sa, openai_a = read_any(a_path)
     lb, pb, sb, openai_b = read_any(b_path)
     if la == "clip" and lb == "clip":

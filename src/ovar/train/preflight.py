@@ -12,9 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, check_ranges
 
 # What a training run writes into its folder; any of them means the folder holds a run.
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
@@ -23,21 +21,9 @@ _POSITIVE_INT = ("data.frames", "model.frames")
 _NON_NEGATIVE_INT = ("train.save_every", "run.log_every")
 
 
-def _get(config: Config, dotted: str):
-    obj = config
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def check_config(config: Config) -> None:
     """Raise :class:`ConfigError` naming the first training option whose value cannot work."""
-    for key in _POSITIVE_INT:
-        if _get(config, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {_get(config, key)!r}")
-    for key in _NON_NEGATIVE_INT:
-        if _get(config, key) < 0:
-            raise ConfigError(f"{key}: must not be negative, got {_get(config, key)!r}")
+    check_ranges(config, _POSITIVE_INT, _NON_NEGATIVE_INT)
     if not config.optim.lr > 0:  # also catches NaN
         raise ConfigError(f"optim.lr: must be positive, got {config.optim.lr!r}")
     if config.schedule.min_lr < 0:
@@ -58,20 +44,16 @@ def _check_sampling(config: Config) -> None:
 
 
 def check_device(name: str) -> None:
-    """``run.device`` must be auto, cpu or cuda[:N] with that GPU present."""
-    if name == "auto":
-        return
+    """``run.device`` must name a device this machine has (:func:`ovar.devices.resolve_device`);
+    training runs on the CPU or CUDA."""
+    from ..devices import DeviceError, resolve_device
+
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"run.device: unknown device {name!r} (expected auto, cpu, cuda or cuda:N)") from None
+        device = resolve_device(name)
+    except DeviceError as exc:
+        raise ConfigError(f"run.device: {exc}") from None
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"run.device: unsupported device {name!r} (expected auto, cpu, cuda or cuda:N)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"run.device: {name!r} asked for, but no GPU is available (use cpu or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"run.device: {name!r} asked for, but there are {torch.cuda.device_count()} GPUs")
+        raise ConfigError(f"run.device: unsupported device {name!r} for training (expected auto, cpu, cuda or cuda:N)")
 
 
 def holds_run(run_dir: Path) -> bool:

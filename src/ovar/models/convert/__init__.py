@@ -11,7 +11,19 @@ from .evl import convert_evl
 from .open_vclip import convert_froster, convert_open_vclip
 from .text4vis import convert_text4vis
 
-SOURCES = ("actionclip", "text4vis", "mmaction2-actionclip", "evl", "open_vclip", "froster")
+# The converter of each original codebase's checkpoints (ovar.hub.CHECKPOINT_SOURCES names
+# the same functions without importing them, for callers that must not import torch).
+CONVERTERS = {"actionclip": convert_actionclip, "text4vis": convert_text4vis,
+              "mmaction2-actionclip": convert_mmaction2, "evl": convert_evl,
+              "open_vclip": convert_open_vclip, "froster": convert_froster}
+SOURCES = tuple(CONVERTERS)
+
+
+def converter(source: str):
+    """The converter of ``source``'s checkpoints; ModelError naming the known ones if none."""
+    if source not in CONVERTERS:
+        raise ModelError(f"unknown checkpoint source '{source}' (known: {', '.join(SOURCES)})")
+    return CONVERTERS[source]
 
 
 def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None = None,
@@ -33,23 +45,22 @@ def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None 
         for key in ("fusion", "fusion_weights", "num_heads", "class_names"):
             if key in options:
                 raise ModelError(f"{source} checkpoints take no '{key}' option")
-        convert = convert_open_vclip if source == "open_vclip" else convert_froster
-        return convert(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "actionclip":
-        return convert_actionclip(checkpoint, **options)
+        return converter(source)(checkpoint, **options)
     if source != "actionclip" and "fusion_weights" in options:
         raise ModelError(f"fusion_weights applies to ActionCLIP checkpoints only, not '{source}'")
     if source == "evl":
         if "fusion" in options:
             raise ModelError("EVL has no fusion module (--fusion does not apply)")
-        return convert_evl(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "text4vis":
-        return convert_text4vis(checkpoint, clip, **options)
+        return converter(source)(checkpoint, clip, **options)
     if source == "mmaction2-actionclip":
         if options.pop("fusion", "Transf") != "Transf":
             raise ModelError("MMAction2's ActionCLIP has a 'Transf' adapter only")
-        return convert_mmaction2(checkpoint, **options)
-    raise ModelError(f"unknown checkpoint source '{source}' (choose from {', '.join(SOURCES)})")
+        return converter(source)(checkpoint, **options)
+    return converter(source)  # raises: unknown source
 
 
 __all__ = ["SOURCES", "convert_actionclip", "convert_checkpoint", "convert_evl", "convert_froster",

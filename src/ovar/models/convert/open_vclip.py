@@ -18,6 +18,7 @@ import torch
 from ...errors import ModelError
 from ..open_vclip import FrosterModel, OpenVCLIPModel
 from ..weights_io import OPENAI_METADATA_KEYS, read_weights
+from ..mixing import check_ratio, mix
 from .actionclip import PathLike, build_backbone, read_checkpoint, section, strip_prefix
 
 PREFIX = "model."
@@ -50,7 +51,7 @@ def patch_state(state: dict[str, torch.Tensor], clip: dict[str, torch.Tensor], r
         if state[key].shape != value.shape:
             raise ModelError(f"{path}: '{PREFIX}{key}' has shape {tuple(state[key].shape)}, the CLIP file "
                              f"{tuple(value.shape)}")
-        out[key] = ratio * value.float() + (1.0 - ratio) * state[key].float()
+        out[key] = mix(value.float(), state[key].float(), ratio, key)
     return out
 
 
@@ -65,8 +66,7 @@ def _convert(cls: type[OpenVCLIPModel], checkpoint: PathLike, clip: PathLike | N
     if patch_ratio is not None:
         if clip_state is None:
             raise ModelError(f"{checkpoint}: patching (ratio {patch_ratio}) needs the original CLIP file (--clip)")
-        if not 0.0 <= patch_ratio <= 1.0:
-            raise ModelError(f"patch ratio must be within [0, 1], got {patch_ratio}")
+        check_ratio(patch_ratio, "patch ratio")
         state = patch_state(state, clip_state, patch_ratio, checkpoint)
     if text_from_clip and clip_state is not None:
         # The original's classifier is the original CLIP's: its text tower stays as loaded.

@@ -73,6 +73,11 @@ class EVLModel(VideoTextModel):
                  temporal_conv: bool = True, temporal_pos_embed: bool = True,
                  temporal_cross_attention: bool = True) -> None:
         width = int(backbone.clip.visual.class_embedding.shape[-1])
+        depth = len(backbone.clip.visual.transformer.resblocks)
+        if not 1 <= num_layers <= depth:  # one decoder block reads each of the last num_layers blocks
+            raise ModelError(f"recipe.num_layers={num_layers}: EVL's decoder reads the last num_layers blocks of "
+                             f"the image tower, and backbone '{backbone.name}' has {depth} "
+                             f"(set recipe.num_layers to 1..{depth})")
         num_heads = num_heads or max(1, width // 64)  # EVL's presets: 64-wide heads
         encoder = EVLVideoEncoder(
             backbone.clip.visual, num_layers=num_layers, num_frames=num_frames, num_heads=num_heads,
@@ -132,16 +137,3 @@ class EVLModel(VideoTextModel):
     def view_fused_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(V, C) logits of V views of one video -> (C,) EVL's test score (mean of per-view softmax)."""
         return logits.softmax(dim=-1).mean(dim=0)
-
-
-def _build(backbone: ClipBackbone, args: dict) -> EVLModel:
-    return EVLModel(backbone, **args)
-
-
-def _register() -> None:
-    from ..model_file import register_kind
-
-    register_kind(EVLModel.kind, _build)
-
-
-_register()
