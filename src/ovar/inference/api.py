@@ -17,7 +17,8 @@ from ..models.zero_shot import VideoTextModel, load_model
 from ..text import check_labels, read_descriptions, short_name
 from ..video import build_eval_transform, parse_sampling, parse_views
 from .inputs import expand_inputs
-from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
+from .batching import ClipBatcher
+from .loader import ClipDataset, ClipRequest, VideoGroups, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
 
 
@@ -169,31 +170,39 @@ class ResultAssembler:
 @torch.no_grad()
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
            workers: int, progress: bool, assembler: ResultAssembler, autocast) -> None:
-    """Score every request into ``assembler``: class probabilities (C,), or the decode error message."""
-    loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.views_per_item), num_workers=workers,
-                        collate_fn=collate_items, pin_memory=model.device.type == "cuda",
-                        persistent_workers=False)
-    device = model.device
+    """Score every request into ``assembler``: class probabilities (C,), or the decode error message.
+
+    Workers decode one video each (all its windows with one open) and run ahead of the model
+    by ``prefetch_factor`` videos each, so decoding overlaps the forward passes; this process
+    gathers the decoded clips into forward passes of ``batch_size`` clips.
+    """
+    extra = {"prefetch_factor": 4} if workers > 0 else {}
+    loader = DataLoader(VideoGroups(dataset), batch_size=None, num_workers=workers,
+                        pin_memory=model.device.type == "cuda", persistent_workers=False, **extra)
+
+    def encode(clips: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return model.encode_video(clips.to(model.device, non_blocking=True))
+
+    batcher = ClipBatcher(encode, batch_size)
+
+    def deliver(ready: list[tuple[int, torch.Tensor, str | None]]) -> None:
+        for index, embeddings, warning in ready:
+            assembler.add(index, view_probabilities(model, embeddings, classifier), warning)
+        assembler.flush()
+
     # None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
     bar = tqdm(total=len(dataset), unit="clip", desc="predict", disable=None if progress else True, leave=False)
     assembler.flush()  # videos that failed before any clip (or have none) come out at once
     for items in loader:
-        good = [item for item in items if item["clips"] is not None]
         for item in items:
             if item["clips"] is None:
                 assembler.add(item["index"], item["error"])
-        if good:
-            clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)
-            with autocast:
-                embeddings = torch.cat([model.encode_video(chunk) for chunk in clips.split(batch_size)])
-            offset = 0
-            for item in good:
-                count = item["clips"].shape[0]
-                probs = view_probabilities(model, embeddings[offset:offset + count], classifier)
-                assembler.add(item["index"], probs, item.get("warning"))
-                offset += count
+            else:
+                deliver(batcher.add(item["index"], item["clips"], item.get("warning")))
         assembler.flush()
         bar.update(len(items))
+    deliver(batcher.finish())
     bar.close()
     assembler.flush()
 
