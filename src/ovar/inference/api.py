@@ -29,7 +29,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
             segments: float | None = None, workers: int | None = None, progress: bool = False,
             on_result: Callable[[VideoPrediction], None] | None = None,
-            missing_ok: bool = False, precision: str = "auto") -> VideoPrediction | list[VideoPrediction]:
+            missing_ok: bool = False, precision: str = "auto",
+            compile: bool = False) -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -42,6 +43,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     long run can write results as it goes); ``missing_ok`` makes a missing path an error
     result instead of a :class:`VideoDecodeError` before any work.
     ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
+    ``compile`` runs the video encoder through ``torch.compile`` (the first batch is slow).
     """
     inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
@@ -54,6 +56,10 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     elif device is not None:
         model = model.to(_device(device))
     model.eval()
+    if compile:
+        from .compiling import compile_video_encoder
+
+        compile_video_encoder(model)
 
     sampler = parse_sampling(sampling, frames=frames or model.frames)
     temporal, spatial = parse_views(views)
