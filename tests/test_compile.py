@@ -38,3 +38,16 @@ def test_compiled_encoder_gives_the_eager_scores(video):
     with torch.no_grad():  # compiled in place: a second call reuses it
         again = ovar.predict(video, LABELS, model=model, compile=True)
     assert {p.label: p.score for p in again.predictions} == pytest.approx(eager, abs=1e-5)
+
+
+def test_eval_compile_without_a_compiler_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    out = tmp_path / "out"
+    code = main(["eval", "--protocol", "closed", "--root", str(tmp_path), "--out", str(out), "--list",
+                 str(tmp_path / "val.txt"), "--classes", "ucf101", "--model", "tiny", "--pretrained", "none",
+                 "--device", "cpu", "--compile"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == ("ovar: error: --compile on CPU needs a C++ compiler "
+                                               "(g++, c++ or clang++ on PATH, or $CXX)")
+    assert not out.exists()

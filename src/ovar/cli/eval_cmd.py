@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     spec = RecipeSpec(args.config, list(args.overrides), args.recipe, _training_overrides(args))
     config = spec.config()
     settings = _settings(args, config)
+    if settings.compile:  # no C++ compiler or torch.compile: a usage error before any work
+        from ..inference.compiling import check_compile_available
+
+        check_compile_available(settings.torch_device())
     if args.checkpoint:
         source = spec.checkpoint(args.checkpoint, settings) if args.config or args.recipe else \
             model_file(args.checkpoint, settings, args.clip, args.patch_ratio)
