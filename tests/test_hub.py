@@ -30,9 +30,10 @@ def test_the_tables_name_what_they_build():
         assert issubclass(get_recipe(name), Recipe) and get_recipe(name) is hub.recipe_class(name)
     for source in hub.CHECKPOINT_SOURCES:
         assert callable(hub.converter(source))
-    from ovar.convert import SOURCES
+    from ovar.models.convert import CONVERTERS, SOURCES
 
     assert SOURCES == tuple(hub.CHECKPOINT_SOURCES)
+    assert all(hub.converter(source) is CONVERTERS[source] for source in SOURCES)
 
 
 def test_the_hub_table_imports_no_torch():

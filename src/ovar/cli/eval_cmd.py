@@ -82,6 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--workers", type=non_negative_int, default=None, help="decoding workers (default: data.workers)")
     how.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                      help="mixed precision on GPU (default: run.precision, auto)")
+    how.add_argument("--compile", action="store_true",
+                     help="compile the video encoder with torch.compile (slow first batch; CPU needs a C++ compiler)")
     how.add_argument("--device", type=device, default=None,
                      help="auto, cpu, cuda, cuda:N or mps (default: run.device, auto)")
     how.add_argument("--descriptions", metavar="FILE", default=None,
@@ -112,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     spec = RecipeSpec(args.config, list(args.overrides), args.recipe, _training_overrides(args))
     config = spec.config()
     settings = _settings(args, config)
+    if settings.compile:  # no C++ compiler or torch.compile: a usage error before any work
+        from ..inference.compiling import check_compile_available
+
+        check_compile_available(settings.torch_device())
     if args.checkpoint:
         source = spec.checkpoint(args.checkpoint, settings) if args.config or args.recipe else \
             model_file(args.checkpoint, settings, args.clip, args.patch_ratio)
@@ -203,7 +209,7 @@ def _settings(args: argparse.Namespace, config):
         precision=args.precision or config.run.precision, device=args.device or config.run.device,
         seed=config.run.seed if args.seed is None else args.seed, strict=args.strict or config.data.strict,
         descriptions=descriptions_by_name(args.descriptions) if args.descriptions else None,
-        allow_outside_root=args.allow_outside_root)
+        allow_outside_root=args.allow_outside_root, compile=args.compile)
 
 
 def _run_checkpoint_eval(args: argparse.Namespace) -> int:
@@ -217,6 +223,8 @@ def _run_checkpoint_eval(args: argparse.Namespace) -> int:
 
     if not args.checkpoint:
         raise OvarError("give --protocol NAME, or --checkpoint FILE to evaluate a run on its data.val_list")
+    if args.compile:
+        raise OvarError("--compile applies to --protocol runs")
     file = Path(args.checkpoint)
     file = run_model_path(file) if file.is_dir() else file
     if args.config is None and args.recipe is None:

@@ -50,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="inference precision (default auto: fp16 on a GPU, fp32 on CPU; fp16 needs a GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the video encoder with torch.compile (slow first batch; CPU needs a C++ compiler)")
     p.add_argument("--workers", type=non_negative_int, default=None,
                    help="decoding worker processes (default: automatic; 0 = this process)")
     p.add_argument("--segments", type=finite_positive_float, default=None, metavar="SECONDS",
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                           descriptions=args.descriptions, top_k=top_k, batch_size=args.batch_size,
                           segments=args.segments, workers=args.workers, progress=True,
                           on_result=stream.write if stream else None, missing_ok=True,
-                          precision=args.precision)
+                          precision=args.precision, compile=args.compile)
     finally:
         if stream is not None:
             stream.close()

@@ -20,7 +20,8 @@ from ..text import check_labels, read_descriptions, short_name
 from ..video import ClipSampler, parse_sampling, parse_views
 from ..video.eval_scale import original_eval_transform, segment_position
 from .inputs import expand_inputs
-from .loader import ClipDataset, ClipRequest, collate_items, segment_requests
+from .batching import ClipBatcher
+from .loader import ClipDataset, ClipRequest, VideoGroups, segment_requests
 from .results import SegmentPrediction, VideoPrediction, rank
 
 
@@ -32,7 +33,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             segments: float | None = None, workers: int | None = None, progress: bool = False,
             on_result: Callable[[VideoPrediction], None] | None = None,
             missing_ok: bool = False, precision: str = "auto",
-            test_scale: str | None = None) -> VideoPrediction | list[VideoPrediction]:
+            test_scale: str | None = None, compile: bool = False) -> VideoPrediction | list[VideoPrediction]:
     """Classify videos against free-text ``labels``.
 
     ``videos`` is a file, a frame folder, a folder of videos, or a list of those. A single
@@ -47,6 +48,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
     ``test_scale`` (``"256/224"``, see :mod:`ovar.video.eval_scale`) overrides the test
     scale of the system the model comes from (plain CLIP: short side = crop size).
+    ``compile`` runs the video encoder through ``torch.compile`` (the first batch is slow).
     """
     inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
@@ -59,6 +61,10 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     elif device is not None:
         model = model.to(_device(device))
     model.eval()
+    if compile:
+        from .compiling import compile_video_encoder
+
+        compile_video_encoder(model)
 
     sampler = test_sampler(model, sampling, frames)
     temporal, spatial = parse_views(views)
@@ -175,31 +181,39 @@ class ResultAssembler:
 @torch.no_grad()
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
            workers: int, progress: bool, assembler: ResultAssembler, autocast) -> None:
-    """Score every request into ``assembler``: class probabilities (C,), or the decode error message."""
-    loader = DataLoader(dataset, batch_size=max(1, batch_size // dataset.views_per_item), num_workers=workers,
-                        collate_fn=collate_items, pin_memory=model.device.type == "cuda",
-                        persistent_workers=False)
-    device = model.device
+    """Score every request into ``assembler``: class probabilities (C,), or the decode error message.
+
+    Workers decode one video each (all its windows with one open) and run ahead of the model
+    by ``prefetch_factor`` videos each, so decoding overlaps the forward passes; this process
+    gathers the decoded clips into forward passes of ``batch_size`` clips.
+    """
+    extra = {"prefetch_factor": 4} if workers > 0 else {}
+    loader = DataLoader(VideoGroups(dataset), batch_size=None, num_workers=workers,
+                        pin_memory=model.device.type == "cuda", persistent_workers=False, **extra)
+
+    def encode(clips: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return model.encode_video(clips.to(model.device, non_blocking=True))
+
+    batcher = ClipBatcher(encode, batch_size)
+
+    def deliver(ready: list[tuple[int, torch.Tensor, str | None]]) -> None:
+        for index, embeddings, warning in ready:
+            assembler.add(index, view_probabilities(model, embeddings, classifier), warning)
+        assembler.flush()
+
     # None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
     bar = tqdm(total=len(dataset), unit="clip", desc="predict", disable=None if progress else True, leave=False)
     assembler.flush()  # videos that failed before any clip (or have none) come out at once
     for items in loader:
-        good = [item for item in items if item["clips"] is not None]
         for item in items:
             if item["clips"] is None:
                 assembler.add(item["index"], item["error"])
-        if good:
-            clips = torch.cat([item["clips"] for item in good]).to(device, non_blocking=True)
-            with autocast:
-                embeddings = torch.cat([model.encode_video(chunk) for chunk in clips.split(batch_size)])
-            offset = 0
-            for item in good:
-                count = item["clips"].shape[0]
-                probs = view_probabilities(model, embeddings[offset:offset + count], classifier)
-                assembler.add(item["index"], probs, item.get("warning"))
-                offset += count
+            else:
+                deliver(batcher.add(item["index"], item["clips"], item.get("warning")))
         assembler.flush()
         bar.update(len(items))
+    deliver(batcher.finish())
     bar.close()
     assembler.flush()
 

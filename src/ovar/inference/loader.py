@@ -54,29 +54,65 @@ class ClipDataset(Dataset):
         return len(self.requests)
 
     def __getitem__(self, index: int) -> dict:
-        request = self.requests[index]
-        try:
-            clips, warning = self._load(request)
-            return {"index": index, "clips": clips, "error": None, "warning": warning}
-        except VideoDecodeError as exc:
-            return {"index": index, "clips": None, "error": exc.reason, "warning": None}
+        return self.group([index])[0]
 
-    def _load(self, request: ClipRequest) -> tuple[torch.Tensor, str | None]:
-        with open_video(request.video) as reader:
-            warning = getattr(reader.info, "truncation_warning", lambda: None)()
-            end = reader.info.num_frames if request.end is None else request.end
-            length = max(1, end - request.start)
-            views = [self.sampler(length, reader.info.fps, train=False, clip=c)
-                     for c in range(self.temporal_views)]
-            # One decode pass for all temporal views: the reader plans over the union.
-            wanted = sorted({request.start + i for view in views for i in view})
-            frames = reader.get_frames(wanted)
+    def group(self, indices: list[int]) -> list[dict]:
+        """The items of ``indices`` (requests of one video, e.g. its time windows), with one open of the file."""
+        try:
+            with open_video(self.requests[indices[0]].video) as reader:
+                warning = getattr(reader.info, "truncation_warning", lambda: None)()
+                items = []
+                for index in indices:
+                    try:
+                        clips = self._load(self.requests[index], reader)
+                        items.append({"index": index, "clips": clips, "error": None, "warning": warning})
+                    except VideoDecodeError as exc:
+                        items.append(_failed(index, exc))
+                return items
+        except VideoDecodeError as exc:
+            return [_failed(index, exc) for index in indices]
+
+    def _load(self, request: ClipRequest, reader) -> torch.Tensor:
+        end = reader.info.num_frames if request.end is None else request.end
+        length = max(1, end - request.start)
+        views = [self.sampler(length, reader.info.fps, train=False, clip=c)
+                 for c in range(self.temporal_views)]
+        # One decode pass for all temporal views: the reader plans over the union.
+        wanted = sorted({request.start + i for view in views for i in view})
+        frames = reader.get_frames(wanted)
         position = {frame: row for row, frame in enumerate(wanted)}
         clips = []
         for view in views:
             clip = frames[[position[request.start + i] for i in view]]
             clips.append(self.transform(clip))  # (crops, T, 3, S, S)
-        return torch.cat(clips), warning
+        return torch.cat(clips)
+
+
+def _failed(index: int, exc: VideoDecodeError) -> dict:
+    return {"index": index, "clips": None, "error": exc.reason, "warning": None}
+
+
+class VideoGroups(Dataset):
+    """Item ``g`` -> the items of the ``g``-th run of consecutive requests of one video.
+
+    A DataLoader worker then decodes one video at a time (videos spread over the workers) and
+    opens each file once for all of its time windows.
+    """
+
+    def __init__(self, dataset: ClipDataset) -> None:
+        self.dataset = dataset
+        self.groups: list[list[int]] = []
+        for index, request in enumerate(dataset.requests):
+            if self.groups and dataset.requests[self.groups[-1][-1]].video == request.video:
+                self.groups[-1].append(index)
+            else:
+                self.groups.append([index])
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, group: int) -> list[dict]:
+        return self.dataset.group(self.groups[group])
 
 
 def collate_items(items: list[dict]) -> list[dict]:

@@ -40,6 +40,7 @@ class EvalSettings:
     strict: bool = False
     descriptions: dict[str, str] | None = None  # class name (lower case) -> "Name: description"
     allow_outside_root: bool = False  # list paths may lead outside root (absolute, ..)
+    compile: bool = False  # torch.compile the video encoder
 
     def torch_device(self) -> torch.device:
         from ..train.distributed import resolve_device
@@ -132,7 +133,7 @@ def model_scorer(model: nn.Module, settings: EvalSettings, frames: int | None = 
     from ..eval.scorers import ModelScorer
 
     model = model.to(settings.torch_device()).eval()
-    scorer = ModelScorer(model, fusion=settings.fusion)
+    scorer = ModelScorer(_compiled(model, settings), fusion=settings.fusion)
     return Loaded(scorer, find_backbone(model), frames or getattr(model, "frames", settings.frames),
                   getattr(model, "kind", None))
 
@@ -143,8 +144,19 @@ def recipe_scorer(recipe: Any, model: nn.Module, settings: EvalSettings) -> Load
 
     model = model.to(settings.torch_device()).eval()
     data = recipe.config.data
-    return Loaded(RecipeScorer(recipe, model, fusion=settings.fusion), find_backbone(model), data.frames,
+    scorer = RecipeScorer(recipe, model, fusion=settings.fusion)
+    _compiled(scorer.model, settings)
+    return Loaded(scorer, find_backbone(model), data.frames,
                   getattr(recipe, "original", None), getattr(data, "test_scale", None), getattr(data, "test_frames", None))
+
+
+def _compiled(model: nn.Module, settings: EvalSettings) -> nn.Module:
+    """``model`` with its video encoder compiled when ``settings.compile`` asks for it."""
+    if settings.compile and hasattr(model, "encode_video"):
+        from ..inference.compiling import compile_video_encoder
+
+        compile_video_encoder(model)
+    return model
 
 
 def bare_clip(name: str, pretrained: str | None, settings: EvalSettings, templates: str | None) -> ModelSource:

@@ -1,0 +1,104 @@
+"""The predict pipeline: per-video decoding in workers, clips gathered into fixed-size batches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import ovar
+import ovar.inference.loader as loader_module
+from ovar.inference.batching import ClipBatcher
+from ovar.models import load_model
+from ovar.video import build_eval_transform, open_video, parse_sampling
+from videogen import make_video
+
+LABELS = ["archery", "juggling balls", "playing guitar", "riding a bike", "surfing water"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("tiny", "none")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    for i, frames in enumerate((40, 30, 36, 24, 50)):
+        make_video(root / f"v{i}.mp4", num_frames=frames, fps=20, size=(96 + 8 * i, 64))
+    (root / "v2b_broken.mp4").write_bytes(b"not a video at all")
+    return root
+
+
+def _reference(model, path, views: str) -> list[float]:
+    """One video scored alone: its own 2x3 or 1x1 views, encoded in one pass, fused the model's way."""
+    temporal, spatial = (int(v) for v in views.split("x"))
+    sampler = dataclasses.replace(parse_sampling("segment", frames=model.frames), num_clips=temporal)
+    transform = build_eval_transform(model.image_size, crop="three" if spatial == 3 else "center",
+                                     mean=model.backbone.mean, std=model.backbone.std)
+    with open_video(path) as reader:
+        n = reader.info.num_frames
+        clips = torch.cat([transform(reader.get_frames(sampler(n, reader.info.fps, train=False, clip=c)))
+                           for c in range(temporal)])
+    classifier = model.classifier(LABELS)
+    with torch.no_grad():
+        embeddings = model.encode_video(clips)
+    return ovar.inference.api.view_probabilities(model, embeddings, classifier).tolist()
+
+
+@pytest.mark.parametrize("workers, batch_size, views", [(0, 5, "2x3"), (2, 4, "1x1")])
+def test_scores_order_and_failures_do_not_depend_on_batching(model, folder, workers, batch_size, views):
+    streamed = []
+    results = ovar.predict(folder, LABELS, model=model, views=views, batch_size=batch_size, workers=workers,
+                           on_result=streamed.append)
+    names = sorted(p.name for p in folder.iterdir())
+    assert [r.video.rsplit("/", 1)[-1] for r in results] == names
+    assert [r.video for r in streamed] == [r.video for r in results]  # streamed in input order
+    for result in results:
+        if "broken" in result.video:
+            assert result.error is not None and not result.predictions
+            continue
+        got = {p.label: p.score for p in result.predictions}
+        expected = dict(zip(LABELS, _reference(model, result.video, views)))
+        assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_batcher_cuts_exact_batches_and_hands_back_whole_videos():
+    seen = []
+
+    def encode(clips):
+        seen.append(clips.shape[0])
+        return clips * 0.25
+
+    batcher = ClipBatcher(encode, 4)
+    sizes = {10: 3, 11: 6, 12: 1, 13: 2}
+    out = []
+    for index, size in sizes.items():
+        out += batcher.add(index, torch.full((size, 2), float(index)), "w" if index == 12 else None)
+    out += batcher.finish()
+    assert seen == [4, 4, 4]  # 12 clips: three full passes, no remainder
+    assert [i for i, _, _ in out] == [10, 11, 12, 13]
+    for index, embeddings, warning in out:
+        assert embeddings.shape == (sizes[index], 2)
+        assert torch.equal(embeddings, torch.full((sizes[index], 2), index * 0.25))
+        assert warning == ("w" if index == 12 else None)
+    tail = ClipBatcher(encode, 4)
+    seen.clear()
+    assert tail.add(7, torch.ones(5, 2)) == []  # 4 of its 5 clips encoded: not complete yet
+    assert [i for i, _, _ in tail.finish()] == [7] and seen == [4, 1]
+
+
+def test_segments_open_each_video_once_for_all_windows(model, folder, monkeypatch):
+    opened = []
+    real = loader_module.open_video
+
+    def counting(path, *args, **kwargs):
+        opened.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loader_module, "open_video", counting)
+    result = ovar.predict([folder / "v4.mp4"], LABELS, model=model, segments=0.5, workers=0)[0]
+    assert len(result.segments) == 5  # 50 frames at 20 fps in 0.5 s windows
+    # The windows are decoded with one open (the window list itself is read beforehand).
+    assert opened == [str(folder / "v4.mp4")]
