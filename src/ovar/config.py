@@ -57,6 +57,7 @@ class DataConfig:
     shot: int | None = None  # K-shot training subset
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped
+    flip: bool = True  # false: no horizontal flips in training (data where left and right matter)
 
 
 @dataclass

@@ -45,7 +45,8 @@ def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: S
     if config.data.shot:
         records = k_shot(records, config.data.shot, config.data.seed)
     transform = build_train_transform(image_size, random_resized_crop=augment.random_resized_crop,
-                                      scale=augment.scale, flip=augment.flip, rand_augment=augment.rand_augment,
+                                      scale=augment.scale, flip=augment.flip if config.data.flip else 0.0,
+                                      rand_augment=augment.rand_augment,
                                       jitter=augment.jitter, interpolation=augment.interpolation,
                                       short_side=round(augment.short_side_ratio * image_size)
                                       if augment.short_side_ratio else None,
