@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..errors import OvarError
 from . import cache_cmd, convert_cmd, data_cmd, eval_cmd, models_cmd, predict_cmd, train_cmd
-from . import weights_cmd
+from . import demo_cmd, pretrain_cmd, weights_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert_cmd.add_parser(sub)
     cache_cmd.add_parser(sub)
     weights_cmd.add_parser(sub)
+    demo_cmd.add_parser(sub)
+    pretrain_cmd.add_parser(sub)
     return parser
 
 
