@@ -134,41 +134,47 @@ def make_clip(spec: SynthSpec, cls: SynthClass, rng: np.random.Generator) -> np.
 
 
 def encode(frames: np.ndarray, path: Path, fps: int = _FPS) -> None:
-    """Write frames as an H.264 MP4 (MPEG-4 Part 2 where this FFmpeg has no x264)."""
+    """Write frames as an MPEG-4 Part 2 video in an MP4 file.
+
+    FFmpeg's own ``mpeg4`` encoder is in every FFmpeg build and, on one thread, gives the
+    same pictures every time (libx264 was seen to vary between processes).
+    """
     import av
 
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    codec = "libx264" if _has_encoder("libx264") else "mpeg4"
     with av.open(str(tmp), "w") as out:
-        stream = out.add_stream(codec, rate=Fraction(fps))
+        stream = out.add_stream("mpeg4", rate=Fraction(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            # Deterministic and small: one thread, no scene-cut keyframes.
-            stream.options = {"preset": "veryfast", "crf": "16", "x264-params": "scenecut=0:threads=1"}
-        else:
-            stream.codec_context.qmax = 4
+        stream.codec_context.thread_count = 1
+        stream.codec_context.qmax = 3  # near-lossless: colours and edges survive
         for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     os.replace(tmp, path)
 
 
-_ENCODERS: dict[str, bool] = {}
+def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB -> the ``(3H/2, W)`` planar YUV 4:2:0 array PyAV takes (BT.601,
+    limited range: what decoders assume for an untagged stream).
 
+    Converted here rather than by FFmpeg's scaler, whose SIMD paths round differently with
+    the memory alignment of the input: the same clip would not always encode the same.
+    """
+    rgb = img.astype(np.float64) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    h, w = y.shape
 
-def _has_encoder(name: str) -> bool:
-    if name not in _ENCODERS:
-        import av
+    def half(plane: np.ndarray) -> np.ndarray:
+        return plane.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-        try:
-            av.Codec(name, "w")
-            _ENCODERS[name] = True
-        except Exception:  # PyAV raises UnknownCodecError (ValueError on old versions)
-            _ENCODERS[name] = False
-    return _ENCODERS[name]
+    planes = [y.ravel(), half(u).ravel(), half(v).ravel()]
+    return np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
 
 
 @dataclass

@@ -127,6 +127,23 @@ def soft_clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
                   + torch.sum(-to_image * F.log_softmax(logits.t(), 1), 1).mean())
 
 
+def encode_text_short(clip: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``encode_text`` on the tokens up to the longest caption's end token.
+
+    Exact, not an approximation: the text tower's attention is causal, so the end token's
+    output (the caption's embedding) does not depend on the padding after it, and short
+    captions need a fraction of the 77-token context's compute.
+    """
+    from open_clip.transformer import text_global_pool
+
+    length = int((tokens != 0).sum(1).max())
+    tokens = tokens[:, :length]
+    x = clip.token_embedding(tokens) + clip.positional_embedding[:length]
+    x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+    x = text_global_pool(clip.ln_final(x), tokens, clip.text_pool_type)
+    return x @ clip.text_projection
+
+
 def pretrain(opts: PretrainOptions, out: str | Path,
              progress: Callable[[int, int, float], None] | None = None) -> Path:
     """Train ``opts.model`` from random weights and save it to ``out``; returns the path."""
@@ -155,7 +172,7 @@ def pretrain(opts: PretrainOptions, out: str | Path,
             group["lr"] = lr
         frames, texts, truths, captions = sample_batch(rng, opts, templates)
         images = (torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-        loss = soft_clip_loss(clip.encode_image(images), clip.encode_text(backbone.tokenize(texts)),
+        loss = soft_clip_loss(clip.encode_image(images), encode_text_short(clip, backbone.tokenize(texts)),
                               clip.logit_scale.exp(), match_matrix(truths, captions))
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +180,7 @@ def pretrain(opts: PretrainOptions, out: str | Path,
         with torch.no_grad():
             clip.logit_scale.clamp_(0, math.log(100))
         if progress is not None:
-            progress(step + 1, opts.steps, float(loss))
+            progress(step + 1, opts.steps, loss.item())
     log.info("pretrained %s for %d steps in %.0f s", opts.model, opts.steps, time.monotonic() - start)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
