@@ -58,6 +58,7 @@ class DataConfig:
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped
     flip: bool = True  # false: no horizontal flips in training (data where left and right matter)
+    augment: bool = True  # false: training clips are only resized and centre-cropped, like evaluation's
 
 
 @dataclass

@@ -47,8 +47,8 @@ class DemoPlan:
 
     spec: SynthSpec = field(default_factory=SynthSpec)
     pretrain: PretrainOptions = field(default_factory=PretrainOptions)
-    epochs: int = 6
-    batch_size: int = 16
+    epochs: int = 3
+    batch_size: int = 8
     frames: int = 8
     systems: tuple[str, ...] = SYSTEMS
     threads: int | None = None
@@ -64,14 +64,14 @@ def default_plan(seed: int = 0, quick: bool = False) -> DemoPlan:
     if quick:
         spec = SynthSpec(colours=["red", "green", "blue"], shapes=["circle", "square"],
                          actions=["moving left", "moving right", "moving up", "moving down", "growing", "shrinking"],
-                         shots=6, eval_per_class=3, seed=seed)
+                         shots=12, eval_per_class=3, seed=seed)
         return DemoPlan(spec, PretrainOptions(colours=spec.colours, shapes=spec.shapes, steps=150, batch_size=64,
-                                              seed=seed), epochs=3)
-    spec = SynthSpec(colours=["red", "green", "blue", "yellow"], shapes=["circle", "square", "triangle"],
+                                              seed=seed), epochs=2)
+    spec = SynthSpec(colours=["red", "green", "blue"], shapes=["circle", "square", "triangle"],
                      actions=["moving left", "moving right", "moving up", "moving down", "rotating clockwise",
-                              "rotating anticlockwise", "growing", "shrinking"], seed=seed)
+                              "rotating anticlockwise", "growing", "shrinking"], shots=16, eval_per_class=3, seed=seed)
     return DemoPlan(spec, PretrainOptions(colours=spec.colours, shapes=spec.shapes, steps=500, batch_size=96,
-                                          seed=seed))
+                                          seed=seed), epochs=3)
 
 
 @dataclass
@@ -184,7 +184,8 @@ def _recipe_overrides(system: str, clip_file: Path, plan: DemoPlan) -> list[str]
     seed = plan.spec.seed
     return ["model.backbone=tiny", f"model.pretrained={clip_file.resolve()}", f"data.frames={plan.frames}",
             f"data.batch_size={plan.batch_size}", "data.workers=0", "data.flip=false",
-            f"schedule.epochs={plan.epochs}", "schedule.warmup_epochs=1", "eval.every_n_epochs=0",
+            "data.augment=false",
+            f"schedule.epochs={plan.epochs}", "schedule.warmup_epochs=0.3", "eval.every_n_epochs=0",
             "run.precision=fp32", "run.device=cpu", "run.keep_last=1", f"run.seed={seed}", f"data.seed={seed}",
             *_RECIPE_OVERRIDES[system]]
 

@@ -44,6 +44,8 @@ def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: S
     records = read_list(config.data.train_list, num_classes=len(class_names(config)))
     if config.data.shot:
         records = k_shot(records, config.data.shot, config.data.seed)
+    if not config.data.augment:
+        augment = Augment(random_resized_crop=False, flip=0.0)  # resize + centre crop
     transform = build_train_transform(image_size, random_resized_crop=augment.random_resized_crop,
                                       scale=augment.scale, flip=augment.flip if config.data.flip else 0.0,
                                       rand_augment=augment.rand_augment,
