@@ -42,8 +42,7 @@ def chance_line(rows: Sequence[Any]) -> str:
         if b and n:
             return (f"chance: top-1 {100 / b['classes']:.1f} base / {100 / n['classes']:.1f} novel; "
                     f"object {b['object_chance']:.1f}/{n['object_chance']:.1f}; "
-                    f"action given object {b['action_chance']:.1f}/{n['action_chance']:.1f} (frozen's "
-                    f"action|object is over the clips whose object it got right)")
+                    f"action given object {b['action_chance']:.1f}/{n['action_chance']:.1f}")
     return ""
 
 
