@@ -58,8 +58,8 @@ def test_frozen_clip_sees_objects_but_not_directions(demo):
     assert frozen.base > 100 / frozen.breakdown["base"]["classes"]
 
 
-@pytest.mark.xfail(reason="not met yet: the recipes do not learn the direction of motion from 12 clips per class; "
-                          "10x learning rates and 4x epochs were measured and did not help (docs/demo.md, tuning "
+@pytest.mark.xfail(reason="not met yet: the recipes do not learn the direction of motion; 10x learning "
+                          "rates, 4x epochs and 5x clips were measured and did not help (docs/demo.md, tuning "
                           "measurements)")
 def test_every_trained_recipe_beats_the_frozen_clip_on_base_classes(demo):
     result, _ = demo
