@@ -72,6 +72,7 @@ class DataConfig:
     flip: bool | None = None  # training horizontal flip; None: the recipe's original (off for SSv2-like data)
     seed: int = 0
     strict: bool = False  # an undecodable video stops the run instead of being skipped
+    augment: bool = True  # false: training clips are only resized and centre-cropped, like evaluation's
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..errors import OvarError
 from . import cache_cmd, convert_cmd, data_cmd, eval_cmd, models_cmd, predict_cmd, train_cmd
-from . import export_cmd, serve_cmd, weights_cmd
+from . import demo_cmd, export_cmd, pretrain_cmd, serve_cmd, weights_cmd
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
+    demo_cmd.add_parser(sub)
+    pretrain_cmd.add_parser(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from .data_check import add_check_parser
     from .data_splits import add_splits_parser
+    from .data_synth import add_synth_parser
 
     parser = sub.add_parser("data", help="check a dataset list, list the bundled splits",
                             description="Dataset tools.")
@@ -15,3 +16,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data_sub.required = True
     add_check_parser(data_sub)
     add_splits_parser(data_sub)
+    add_synth_parser(data_sub)

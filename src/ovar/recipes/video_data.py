@@ -70,6 +70,8 @@ def train_dataset(config: Config, image_size: int, mean: Sequence[float], std: S
         records = records * few_shot_repeats(config.data.shot_epoch or few_shot_epoch, full, config.data.shot,
                                              num_classes)
     records = records * config.data.repeat
+    if not config.data.augment:
+        augment = Augment(random_resized_crop=False, flip=0.0)  # resize + centre crop
     flip = augment.flip if config.data.flip is None else (0.5 if config.data.flip else 0.0)
     transform = build_train_transform(image_size, random_resized_crop=augment.random_resized_crop,
                                       scale=augment.scale, flip=flip, rand_augment=augment.rand_augment,
