@@ -194,7 +194,6 @@ def test_recipe_exports_the_quarter_patched_model(original, tmp_path):
     from ovar.config import load_config
     from ovar.models.model_file import load_model_file
     from ovar.recipes import get_recipe
-    import ovar.recipes.builtin  # noqa: F401
 
     root = original["root"]
     config = load_config(None, [

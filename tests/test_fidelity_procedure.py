@@ -123,7 +123,7 @@ def test_flip_switch(dataset, tmp_path, setting, p) -> None:
 
 def test_init_from_a_trained_checkpoint_and_a_model_file(dataset, tmp_path) -> None:
     from ovar.models.model_file import save_model_file
-    from ovar.recipes.init_from import init_from
+    from ovar.train.init_from import init_from
 
     config = _config(dataset, tmp_path, "actionclip")
     recipe = load_recipe("actionclip")(config)

@@ -44,7 +44,6 @@ def dataset(tmp_path_factory):
 
 
 def _recipe(root, tmp_path, name, *extra):
-    import ovar.recipes.builtin  # noqa: F401  (registers the shipped recipes)
 
     options = [f"recipe.descriptions={root / 'descriptions.json'}"] if name == "froster" else []
     config = load_config(None, [

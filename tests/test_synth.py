@@ -58,7 +58,7 @@ def test_generate_twice_gives_identical_files(tmp_path):
 
 
 def test_layout_is_the_base2novel_lists_layout(tmp_path):
-    from ovar.eval.protocol_lists import FolderLists
+    from ovar.protocols.lists import FolderLists
     from ovar.video.decode import read_info
 
     spec = SynthSpec(**SMALL, seed=1)

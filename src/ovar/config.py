@@ -163,7 +163,7 @@ def _validate_values(config: Config) -> None:
     for key, choices in _CHOICES.items():
         value = get_value(config, key)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
     check_ranges(config, _POSITIVE, _NON_NEGATIVE)
 
 

@@ -71,7 +71,7 @@ class Recipe(ABC):
 
     def initialize(self, model: nn.Module) -> None:
         """Start from ``model.init_from`` (a trained checkpoint or model file) when set:
-        same-name, same-shape tensors are copied (see :mod:`ovar.recipes.init_from`)."""
+        same-name, same-shape tensors are copied (see :mod:`ovar.train.init_from`)."""
         source = getattr(self.config.model, "init_from", None)
         if source:
             from .init_from import init_from
