@@ -194,6 +194,17 @@ def test_intra_only_streams_decode_only_the_wanted_frames(tmp_path, suffix):
         assert reader.frames_decoded - before == len(back)
 
 
+def test_decoder_threads_follow_the_frame_size(tmp_path):
+    small = make_video(tmp_path / "small.mp4", num_frames=4, size=(320, 240))
+    large = make_video(tmp_path / "large.mp4", num_frames=2, size=(1920, 1080))
+    mjpeg = make_video(tmp_path / "mj.avi", num_frames=4, codec="mjpeg", size=(1920, 1080))
+    kinds = {}
+    for name, path in (("small", small), ("large", large), ("mjpeg", mjpeg)):
+        with PyAVReader(path) as reader:
+            kinds[name] = reader._stream.codec_context.thread_type.name
+    assert kinds == {"small": "NONE", "large": "AUTO", "mjpeg": "SLICE"}
+
+
 def test_frames_come_back_in_one_channels_last_buffer(tmp_path):
     path = make_video(tmp_path / "c.mp4", num_frames=12, size=(64, 48))
     with open_video(path) as reader:

@@ -29,8 +29,9 @@ from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
 # worth about this many decoded frames: seek only when it skips more than this.
 SEEK_OVERHEAD_FRAMES = 12
-# Frame+slice threaded decoding (FFmpeg's "AUTO").
+# Frame+slice threaded decoding (FFmpeg's "AUTO"), for frames of at least this many pixels.
 THREADED_DECODING = True
+THREADS_MIN_PIXELS = 1920 * 1080
 
 # Codecs whose decoders can skip non-reference frames ("skip_frame=NONREF") without
 # changing any other frame; frames decoded only to reach a wanted one are skipped when
@@ -133,14 +134,18 @@ class PyAVReader(VideoReader):
 
     def _configure(self, stream: av.VideoStream) -> None:
         cc = stream.codec_context
-        # Frame threads (slice threads for multi-slice streams): on 2 cores, 10-20% faster
-        # on single-slice H.264 (benchmarks/bench_decode.py); "NONE" for comparisons.
+        # Frame threads (slice threads for multi-slice streams); "NONE" for comparisons.
         # Intra-only streams get slice threads only: frame threading delays each output
         # by a few packets, and their unwanted packets are never sent to the decoder.
+        # Below full HD, threads cost more than they save: on 2 idle cores, 8 frames of a
+        # 340x256 H.264 clip took 119 ms without and 165 ms with them, 640x360 VP9 275 vs
+        # 346 ms, while 1080p broke even (857 vs 888 ms; benchmarks/bench_decode.py).
         if not self._threads:
             cc.thread_type = "NONE"
+        elif self._intra:
+            cc.thread_type = "SLICE"
         else:
-            cc.thread_type = "SLICE" if self._intra else "AUTO"
+            cc.thread_type = "AUTO" if cc.width * cc.height >= THREADS_MIN_PIXELS else "NONE"
         cc.thread_count = 0  # FFmpeg picks one per core
 
     def _scan(self, fps: float | None) -> VideoInfo:
