@@ -38,6 +38,7 @@ def root(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("serve")
     root = base / "root"
     (root / "folder").mkdir(parents=True)
+    (root / "mixed").mkdir()
     make_video(root / "short.mp4", num_frames=12, fps=12, size=(80, 64))
     make_video(root / "long.mp4", num_frames=45, fps=10, size=(64, 80))  # 4.5 s: a timeline
     make_video(root / "folder" / "a.mp4", num_frames=10, fps=10, size=(72, 72))
@@ -46,6 +47,8 @@ def root(tmp_path_factory) -> Path:
         if (shared_videos_dir() / name).is_file():
             shutil.copy(shared_videos_dir() / name, root / name)
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 40)
+    shutil.copy(root / "broken.mp4", root / "mixed" / "a_broken.mp4")
+    shutil.copy(root / "short.mp4", root / "mixed" / "b_good.mp4")
     (base / "secret.mp4").write_bytes((root / "short.mp4").read_bytes())
     os.symlink(base / "secret.mp4", root / "escape.mp4")
     (base / "sports.txt").write_text("\n".join(SPORTS) + "\n")
@@ -131,6 +134,16 @@ def test_answers_equal_ovar_predict_json(server, root, monkeypatch, capsys):
     assert [r["video"] for r in folder.json()] == [r["video"] for r in json.loads(out)] == \
         [os.path.join("folder", "a.mp4"), os.path.join("folder", "b.mp4")]
     _same(folder.json(), json.loads(out))
+    # A folder with an unreadable video: the same rows as predict's, the failure included.
+    code, out, _ = _cli_json(root, monkeypatch, capsys, "mixed", "--labels", ", ".join(LABELS))
+    mixed = _post(server, path="mixed", labels=", ".join(LABELS))
+    assert mixed.status_code == 200
+    rows = mixed.json()
+    assert [r["video"] for r in rows] == [r["video"] for r in json.loads(out)] == \
+        [os.path.join("mixed", "a_broken.mp4"), os.path.join("mixed", "b_good.mp4")]
+    assert rows[0]["predictions"] == [] and rows[0]["error"] == json.loads(out)[0]["error"]
+    assert "error" not in rows[1]
+    _same(rows, json.loads(out))
 
 
 def test_concurrent_requests_are_batched_and_equal_predict(server, root, model):

@@ -170,7 +170,8 @@ class ClassifyService:
         if not batch:
             if results[0].error is not None:
                 raise RequestError(422, f"{results[0].video}: {results[0].error}")
-        return [r.to_dict() for r in results if r.error is None]
+        # A folder's unreadable videos are rows with ``error``, as in ``ovar predict``'s JSON.
+        return [r.to_dict() for r in results]
 
     def _decode(self, paths, segments, temporal, spatial, transform):
         requests, owners, failures = clip_requests(paths, segments)
