@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -32,6 +33,15 @@ T = TypeVar("T")
 
 class ConfigError(OvarError):
     """An unknown key, a value of the wrong type or an unreadable configuration file."""
+
+
+def rule(*, choices: tuple[Any, ...] | None = None, low: float | None = None, high: float | None = None,
+         above: float | None = None, below: float | None = None) -> dict[str, Any]:
+    """Field metadata that :func:`parse_section` checks: ``dataclasses.field(default=...,
+    metadata=rule(choices=("a", "b")))``.  ``low``/``high`` are inclusive bounds, ``above``/
+    ``below`` exclusive ones; every item of a tuple or list is checked; ``None`` (an unset
+    optional) always passes."""
+    return {"ovar_rule": {"choices": choices, "low": low, "high": high, "above": above, "below": below}}
 
 
 def default_workers() -> int:
@@ -63,7 +73,7 @@ class DataConfig:
     frames: int = 8
     batch_size: int = 8  # per process; the global batch is this x world size
     workers: int = field(default_factory=lambda: default_workers())  # decoding processes
-    shot: int | None = None  # K-shot training subset
+    shot: int | None = field(default=None, metadata=rule(low=1))  # K-shot training subset
     shot_epoch: str | None = None  # "full": repeat the K-shot list to the full list's size | "subset"; None: the recipe's original
     repeat: int = 1  # the training list is read this many times per epoch
     drop_last: bool | None = None  # skip the last partial training batch; None: the recipe's original
@@ -79,12 +89,12 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the gradient step."""
 
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    backbone_lr_ratio: float = 0.1
-    grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables clipping
+    lr: float = field(default=1e-4, metadata=rule(above=0))
+    weight_decay: float = field(default=0.05, metadata=rule(low=0))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=rule(low=0, below=1))
+    eps: float = field(default=1e-8, metadata=rule(above=0))
+    backbone_lr_ratio: float = field(default=0.1, metadata=rule(low=0))
+    grad_clip: float | None = field(default=1.0, metadata=rule(low=0))  # max global grad norm; None or 0: no clipping
     accumulate: int = 1  # micro-batches per optimiser step
 
 
@@ -94,7 +104,7 @@ class ScheduleConfig:
 
     epochs: int = 30
     warmup_epochs: float = 5.0
-    min_lr: float = 0.0
+    min_lr: float = field(default=0.0, metadata=rule(low=0))
 
 
 @dataclass
@@ -116,7 +126,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     keep_last: int = 2  # epoch checkpoints kept besides the best
     resume: str | None = None  # None, "auto" (latest in out_dir) or a checkpoint path
-    log_every: int = 10  # optimiser steps between metrics.jsonl lines
+    log_every: int = field(default=10, metadata=rule(low=1))  # optimiser steps between metrics.jsonl lines
 
 
 @dataclass
@@ -206,8 +216,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError:
-                pass
+            except ConfigError as exc:
+                if not str(exc).startswith(f"{key}: expected"):
+                    raise  # the type fits but the value does not (a NaN float): say so
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
@@ -230,14 +241,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
         # YAML 1.1 reads "1e-5" (no dot) as a string: accept what Python reads as a float.
-        if isinstance(value, str):
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # no setting means anything at nan or infinity
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -265,11 +281,36 @@ def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = 
         else:
             kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
     try:
-        return cls(**kwargs)
+        section = cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
+    check_rules(section, prefix)
+    return section
+
+
+def check_rules(section: Any, prefix: str = "") -> None:
+    """ConfigError naming the first field of dataclass ``section`` outside its :func:`rule`."""
+    for f in dataclasses.fields(section):
+        spec = f.metadata.get("ovar_rule")
+        value = getattr(section, f.name)
+        if spec is None or value is None:
+            continue
+        key = f"{prefix}{f.name}"
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if spec["choices"] is not None and v not in spec["choices"]:
+                raise ConfigError(f"{key}: expected one of {', '.join(map(str, spec['choices']))}, got {v!r}")
+            if spec["low"] is not None and v < spec["low"]:
+                bound = "must not be negative" if spec["low"] == 0 else f"must be at least {spec['low']}"
+                raise ConfigError(f"{key}: {bound}, got {value!r}")
+            if spec["high"] is not None and v > spec["high"]:
+                raise ConfigError(f"{key}: must be at most {spec['high']}, got {value!r}")
+            if spec["above"] is not None and not v > spec["above"]:
+                raise ConfigError(f"{key}: must be greater than {spec['above']}, got {value!r}")
+            if spec["below"] is not None and not v < spec["below"]:
+                raise ConfigError(f"{key}: must be less than {spec['below']}, got {value!r}")
 
 
 # --- loading and overriding ----------------------------------------------------------------

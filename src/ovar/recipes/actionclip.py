@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import rule
 from ..losses import symmetric_kl_loss
 from ..losses.symmetric_kl import global_symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
+from ..models.temporal import FUSION_TYPES
 from ..text.templates import resolve_templates
 from ..train.recipe import ParamGroup
 from .clip_recipe import ClipVideoRecipe, EvalModel
@@ -21,10 +23,10 @@ from .video_data import Augment
 class ActionCLIPOptions:
     """``recipe.*`` keys of ActionCLIP."""
 
-    fusion: str = "Transf"  # meanP | Conv_1D | LSTM | Transf | Transf_cls
+    fusion: str = field(default="Transf", metadata=rule(choices=FUSION_TYPES))
     templates: str = "actionclip"
-    visual_lr_ratio: float = 1.0  # image tower lr = base lr x this
-    fusion_lr_ratio: float = 10.0  # fusion module lr = base lr x this
+    visual_lr_ratio: float = field(default=1.0, metadata=rule(low=0))  # image tower lr = base lr x this
+    fusion_lr_ratio: float = field(default=10.0, metadata=rule(low=0))  # fusion module lr = base lr x this
     global_batch_loss: bool = True  # the KL over every process's videos and texts (the original's whole batch)
 
 

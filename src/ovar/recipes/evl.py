@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..config import rule
 from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
@@ -39,20 +40,22 @@ class CacheOptions:
 
     enabled: bool = False
     dir: str | None = None  # default: <run.out_dir>/feature_cache
-    views: int = 1  # augmented views stored per video; epoch e uses view e mod views
-    max_gb: float = 100.0  # caching is disabled (with a warning) when the estimate exceeds it
-    dtype: str = "float16"  # float32 makes cached training bit-comparable to uncached
+    # Augmented views stored per video; epoch e uses view e mod views.
+    views: int = field(default=1, metadata=rule(low=1))
+    max_gb: float = field(default=100.0, metadata=rule(low=0))  # caching is off (with a warning) above this estimate
+    dtype: str = field(default="float16", metadata=rule(choices=("float16", "float32")))  # float32: bit-comparable
 
 
 @dataclass
 class EVLOptions:
     """``recipe.*`` keys of EVL."""
 
-    num_layers: int = 4
+    num_layers: int = field(default=4, metadata=rule(low=1))
     flip: bool = False  # the original never flips
     rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec, as released; null: none
     tsn_sampling: bool = False  # train on one random frame per segment (test stays data.sampling)
-    fixed_views: int = 0  # >0: epoch e uses the seeded view e mod fixed_views (no cache needed)
+    # >0: epoch e uses the seeded view e mod fixed_views (no cache needed).
+    fixed_views: int = field(default=0, metadata=rule(low=0))
     cache: CacheOptions = field(default_factory=CacheOptions)
 
 

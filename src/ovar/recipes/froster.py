@@ -12,14 +12,14 @@ draws one of the first 28 (seeded) and adds the last, raw-text one; evaluation e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, rule
 from ..losses import feature_distillation_loss
 from ..models.backbone import ClipBackbone, load_backbone
 from ..models.open_vclip import FrosterModel
@@ -36,8 +36,8 @@ class FrosterOptions(OpenVCLIPOptions):
     templates: str = "froster"  # the last template is the raw text; training draws one of the others
     iwo: bool = False
     descriptions: str | None = None  # JSON {"0": "Name: description", ...} for data.classes
-    distillation_ratio: float = 2.0
-    projector_scale: float = 0.1
+    distillation_ratio: float = field(default=2.0, metadata=rule(low=0))
+    projector_scale: float = field(default=0.1, metadata=rule(low=0))
 
 
 class ResidualProjector(nn.Sequential):

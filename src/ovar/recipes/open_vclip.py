@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, rule
 from ..models.open_vclip import OpenVCLIPModel
 from ..models.model_file import save_model_file
 from ..models.temporal.expand_view import TEMPORAL_TYPES
-from ..models.mixing import check_ratio, mix
+from ..models.mixing import mix
 from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from .running_average import RunningAverage
 from ..train.recipe import ParamGroup
@@ -43,15 +43,17 @@ class OpenVCLIPOptions:
     """``recipe.*`` keys of Open-VCLIP (defaults: the released K400 run)."""
 
     templates: str = "open_vclip"
-    temporal: str = "expand_temporal_view"  # | _step2 | _step3 | none
+    temporal: str = field(default="expand_temporal_view", metadata=rule(choices=TEMPORAL_TYPES))
     iwo: bool = True  # interpolated weight optimisation
-    iwo_loss_ratio: float = 0.5  # λ
-    iwo_alpha_low: float = 0.0
-    iwo_alpha_high: float = 0.6
+    iwo_loss_ratio: float = field(default=0.5, metadata=rule(low=0))  # λ
+    iwo_alpha_low: float = field(default=0.0, metadata=rule(low=0, high=1))
+    iwo_alpha_high: float = field(default=0.6, metadata=rule(low=0, high=1))
     iwo_chain_rule: bool = False  # True: scale the interpolated gradient by (1 - α); the original does not
-    average_from_epoch: int | None = 2  # average the weights of epochs N..last in finalize; null: no averaging
-    average_to_epoch: int | None = None
-    patch_ratio: float | None = None  # evaluate/export r·θ_CLIP + (1 - r)·θ (the released evaluation: 0.5)
+    # Average the weights of epochs N..last in finalize; null: no averaging.
+    average_from_epoch: int | None = field(default=2, metadata=rule(low=0))
+    average_to_epoch: int | None = field(default=None, metadata=rule(low=0))
+    # Evaluate/export r·θ_CLIP + (1 - r)·θ (the released evaluation: 0.5).
+    patch_ratio: float | None = field(default=None, metadata=rule(low=0, high=1))
 
 
 class OpenVCLIPTrainer(nn.Module):
@@ -83,12 +85,8 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(self.options_class)
-        if self.opts.temporal not in TEMPORAL_TYPES:
-            raise ConfigError(f"recipe.temporal: expected one of {', '.join(TEMPORAL_TYPES)}, got {self.opts.temporal!r}")
-        if not 0.0 <= self.opts.iwo_alpha_low <= self.opts.iwo_alpha_high <= 1.0:
+        if self.opts.iwo_alpha_low > self.opts.iwo_alpha_high:
             raise ConfigError("recipe.iwo_alpha_low/high: need 0 <= low <= high <= 1")
-        if self.opts.patch_ratio is not None:
-            check_ratio(self.opts.patch_ratio, "recipe.patch_ratio", ConfigError)
         self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
 
     # --- model -------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import rule
+from ..models.temporal import FUSION_TYPES
 from ..models.text4vis import Text4VisModel
 from ..train.recipe import ParamGroup
 from .clip_recipe import ClipVideoRecipe
@@ -19,9 +21,10 @@ from .video_data import Augment
 class Text4VisOptions:
     """``recipe.*`` keys of Text4Vis."""
 
-    fusion: str = "Transf"  # Transf | meanP (few-shot) | ...
+    fusion: str = field(default="Transf", metadata=rule(choices=FUSION_TYPES))  # meanP: few-shot
     templates: str = "text4vis"
-    rand_augment: tuple[int, int] | None = (2, 9)  # (N, M); null: as the released train.py
+    # RandAugment (N, M); null: none, as the released train.py.
+    rand_augment: tuple[int, int] | None = field(default=(2, 9), metadata=rule(low=0))
 
 
 class Text4VisTrainer(nn.Module):

@@ -8,11 +8,11 @@ re-weighted) or ``ce`` (one positive per row), over the batch of every process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..config import ConfigError
+from ..config import rule
 from .actionclip import ActionCLIPOptions, ActionCLIPRecipe
 from ..train.recipe import ParamGroup
 from .video_data import Augment
@@ -23,9 +23,9 @@ class Text4VisNCEOptions(ActionCLIPOptions):
     """``recipe.*`` keys: ActionCLIP's, with Text4Vis's prompt, plus the loss and ``fix_text``."""
 
     templates: str = "text4vis"
-    loss: str = "nce"  # nce | ds | ce
+    loss: str = field(default="nce", metadata=rule(choices=("nce", "ds", "ce")))
     fix_text: bool = False
-    rand_augment: tuple[int, int] | None = (2, 9)
+    rand_augment: tuple[int, int] | None = field(default=(2, 9), metadata=rule(low=0))
 
 
 class Text4VisNCERecipe(ActionCLIPRecipe):
@@ -36,8 +36,6 @@ class Text4VisNCERecipe(ActionCLIPRecipe):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        if self.opts.loss not in ("nce", "ds", "ce"):
-            raise ConfigError(f"recipe.loss: expected nce, ds or ce, got {self.opts.loss!r}")
         self.loss_mode = self.opts.loss
 
     def augment(self) -> Augment:

@@ -18,20 +18,37 @@ from ..config import Config, ConfigError, check_ranges
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
 
 _POSITIVE_INT = ("data.frames", "model.frames")
-_NON_NEGATIVE_INT = ("train.save_every", "run.log_every")
+_NON_NEGATIVE_INT = ("train.save_every",)
 
 
 def check_config(config: Config) -> None:
-    """Raise :class:`ConfigError` naming the first training option whose value cannot work."""
+    """Raise :class:`ConfigError` naming the first training option whose value cannot work
+    (single values with a range or a set of choices are checked when the config is read,
+    see :func:`ovar.config.rule`; these need a parser or another module's table)."""
     check_ranges(config, _POSITIVE_INT, _NON_NEGATIVE_INT)
-    if not config.optim.lr > 0:  # also catches NaN
-        raise ConfigError(f"optim.lr: must be positive, got {config.optim.lr!r}")
-    if config.schedule.min_lr < 0:
-        raise ConfigError(f"schedule.min_lr: must not be negative, got {config.schedule.min_lr!r}")
-    if config.optim.grad_clip is not None and config.optim.grad_clip < 0:
-        raise ConfigError(f"optim.grad_clip: must not be negative, got {config.optim.grad_clip!r}")
     _check_sampling(config)
+    _check_evaluation(config)
     check_device(config.run.device)
+
+
+def _check_evaluation(config: Config) -> None:
+    """The settings of the evaluations during training, read now rather than at the end of
+    the first epoch."""
+    from ..eval.views import FUSION_RULES
+    from ..video.eval_scale import parse_eval_scale
+    from ..video.sampling import parse_views
+
+    try:
+        parse_views(config.eval.views)
+    except ValueError as exc:
+        raise ConfigError(f"eval.views: {exc}") from None
+    if config.eval.fusion is not None and config.eval.fusion not in FUSION_RULES:
+        raise ConfigError(f"eval.fusion: expected one of {', '.join(FUSION_RULES)}, got {config.eval.fusion!r}")
+    if config.data.test_scale is not None:
+        try:
+            parse_eval_scale(config.data.test_scale)
+        except ValueError as exc:
+            raise ConfigError(f"data.test_scale: {exc}") from None
 
 
 def _check_sampling(config: Config) -> None:
