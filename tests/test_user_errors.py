@@ -21,6 +21,7 @@ from videogen import make_video
 TINY = ["--model", "tiny", "--pretrained", "none"]
 TRAIN = ["--recipe", "toy_recipe:toy", "data.workers=0", "data.batch_size=8", "schedule.epochs=1",
          "schedule.warmup_epochs=0", "run.device=cpu"]
+EVL = ["--recipe", "evl", "model.backbone=tiny", "model.pretrained=none", "data.classes=k400", "run.device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,12 @@ CASES = [
     ("train-device", ["train", "--out", "{tmp}/run", *TRAIN, "run.device=tpu"], "tpu"),
     ("train-resume-missing", ["train", "--out", "{tmp}/run", *TRAIN, "--resume", "{in}/gone.pt"], "gone.pt"),
     ("train-config-missing", ["train", "--config", "{in}/gone.yaml", "--out", "{tmp}/run"], "gone.yaml"),
+    ("train-evl-finetune-word", ["train", "--out", "{tmp}/run", *EVL, "recipe.finetune_backbone=maybe"],
+     "recipe.finetune_backbone"),
+    ("train-evl-finetune-cache", ["train", "--out", "{tmp}/run", *EVL, "recipe.finetune_backbone=true",
+                                  "recipe.cache.enabled=true"], "recipe.cache.enabled"),
+    ("train-evl-backbone-lr", ["train", "--out", "{tmp}/run", *EVL, "recipe.backbone_lr_scale=-1"],
+     "recipe.backbone_lr_scale"),
     # convert / weights
     ("convert-out-folder", ["convert", "{in}/whole.pt", "--from", "actionclip", "--out", "{tmp}"], "folder"),
     ("convert-from", ["convert", "{in}/whole.pt", "--from", "clip4clip", "--out", "{tmp}/m.pt"], "--from"),

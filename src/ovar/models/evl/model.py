@@ -60,7 +60,8 @@ class EVLModel(VideoTextModel):
     :meth:`classifier` maps requested label names to head rows (they must be among
     ``class_names``) and :meth:`probabilities` is the softmax over those rows. EVL's own
     multi-view rule (softmax per view, then the mean) is :meth:`view_fused_scores`.
-    The CLIP weights are stored in saved model files but never trained.
+    The CLIP weights are stored in saved model files; they train only with the recipe's
+    ``finetune_backbone``.
     """
 
     kind = "evl"
