@@ -65,6 +65,7 @@ class EVLModel(VideoTextModel):
     """
 
     kind = "evl"
+    class_dependent = ("head.2.weight", "head.2.bias")  # one row per class (init_from remaps them by name)
     view_fusion = "scores"  # EVL: softmax per view, then the mean over views
     eval_fusion = "mean_softmax"
 
