@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -65,16 +64,17 @@ def _classes_of_config(text: str | None) -> list[str] | None:
         return None
 
 
-def _class_rows(model: nn.Module) -> tuple[dict[str, Any], list[str]]:
+def _class_rows(model: nn.Module) -> tuple[set[str], list[str]]:
     """Full state-dict names of ``model``'s per-class tensors, and its class names."""
     for prefix, module in model.named_modules():
         keys = getattr(module, "class_dependent", None)
         if keys and getattr(module, "class_names", None):
-            return {(prefix + "." if prefix else "") + k: None for k in keys}, list(module.class_names)
-    return {}, []
+            return {(prefix + "." if prefix else "") + k for k in keys}, list(module.class_names)
+    return set(), []
 
 
-def _remap_rows(new: torch.Tensor, old: torch.Tensor, new_names: list[str], old_names: list[str]) -> tuple[torch.Tensor, int]:
+def _remap_rows(new: torch.Tensor, old: torch.Tensor, new_names: list[str],
+                old_names: list[str]) -> tuple[torch.Tensor, int]:
     """``new`` with each row whose class is in ``old_names`` replaced by that class's ``old`` row."""
     lookup = {name.casefold(): i for i, name in enumerate(old_names)}
     out = new.clone()
