@@ -21,6 +21,7 @@ from videogen import make_video
 TINY = ["--model", "tiny", "--pretrained", "none"]
 TRAIN = ["--recipe", "toy_recipe:toy", "data.workers=0", "data.batch_size=8", "schedule.epochs=1",
          "schedule.warmup_epochs=0", "run.device=cpu"]
+EVL = ["--recipe", "evl", "model.backbone=tiny", "model.pretrained=none", "data.classes=k400", "run.device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,7 @@ CASES = [
     ("predict-views-0x0", _predict("--views", "0x0"), "--views"),
     ("predict-views-word", _predict("--views", "many"), "--views"),
     ("predict-sampling", _predict("--sampling", "bogus"), "--sampling"),
+    ("predict-sampling-i3d-zero", _predict("--sampling", "i3d:0"), "--sampling"),
     ("predict-workers", _predict("--workers", "-1"), "--workers"),
     ("predict-segments-inf", _predict("--segments", "inf"), "--segments"),
     ("predict-segments-nan", _predict("--segments", "nan"), "--segments"),
@@ -124,9 +126,16 @@ CASES = [
     ("train-frames-0", ["train", "--out", "{tmp}/run", *TRAIN, "data.frames=0"], "data.frames"),
     ("train-lr-negative", ["train", "--out", "{tmp}/run", *TRAIN, "optim.lr=-1"], "optim.lr"),
     ("train-sampling", ["train", "--out", "{tmp}/run", *TRAIN, "data.sampling=bogus"], "data.sampling"),
+    ("train-sampling-i3d", ["train", "--out", "{tmp}/run", *TRAIN, "data.sampling=i3d:8x16"], "data.sampling"),
     ("train-device", ["train", "--out", "{tmp}/run", *TRAIN, "run.device=tpu"], "tpu"),
     ("train-resume-missing", ["train", "--out", "{tmp}/run", *TRAIN, "--resume", "{in}/gone.pt"], "gone.pt"),
     ("train-config-missing", ["train", "--config", "{in}/gone.yaml", "--out", "{tmp}/run"], "gone.yaml"),
+    ("train-evl-finetune-word", ["train", "--out", "{tmp}/run", *EVL, "recipe.finetune_backbone=maybe"],
+     "recipe.finetune_backbone"),
+    ("train-evl-finetune-cache", ["train", "--out", "{tmp}/run", *EVL, "recipe.finetune_backbone=true",
+                                  "recipe.cache.enabled=true"], "recipe.cache.enabled"),
+    ("train-evl-backbone-lr", ["train", "--out", "{tmp}/run", *EVL, "recipe.backbone_lr_scale=-1"],
+     "recipe.backbone_lr_scale"),
     # convert / weights
     ("convert-out-folder", ["convert", "{in}/whole.pt", "--from", "actionclip", "--out", "{tmp}"], "folder"),
     ("convert-from", ["convert", "{in}/whole.pt", "--from", "clip4clip", "--out", "{tmp}/m.pt"], "--from"),

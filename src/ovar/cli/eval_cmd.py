@@ -153,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         folder = BUNDLED_FOLDER[args.protocol]
         lists = FolderLists(args.lists) if args.lists else BundledLists(folder)
+        if args.lists and args.protocol == "cross-dataset":  # also Text4Vis's K600 lists folder
+            from ..protocols.text4vis_k600 import cross_lists
+
+            lists = cross_lists(args.lists)
         run_ = P.ProtocolRun(args.protocol, args.out, settings, {**what, "lists": lists.describe()})
         if args.protocol == "cross-dataset":
             report = P.run_cross(run_, lists, source, args.datasets)

@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames per clip (default 8, or what a --checkpoint model was trained with)")
     p.add_argument("--sampling", type=sampling, default="segment",
-                   help="segment (one frame per equal segment), dense / TxS (stride), or fps:TxS (default segment)")
+                   help="segment (one frame per equal segment), dense / TxS (stride), fps:TxS, or i3d:T "
+                        "(Text4Vis's dense clips) (default segment)")
     p.add_argument("--views", type=views, default="1x1", help="temporal clips x spatial crops, e.g. 4x3 (default 1x1)")
     p.add_argument("--templates", default=None,
                    help="prompt templates: open_vclip (default), actionclip, text4vis, froster, plain, or a file")

@@ -28,6 +28,7 @@ class ActionCLIPOptions:
     visual_lr_ratio: float = field(default=1.0, metadata=rule(low=0))  # image tower lr = base lr x this
     fusion_lr_ratio: float = field(default=10.0, metadata=rule(low=0))  # fusion module lr = base lr x this
     global_batch_loss: bool = True  # the KL over every process's videos and texts (the original's whole batch)
+    rand_augment: tuple[int, int] | None = (2, 9)  # (N, M); null: off (the UCF/HMDB fine-tune configs)
 
 
 class ActionCLIPTrainer(nn.Module):
@@ -57,7 +58,8 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         # colour jitter p=0.8, grayscale p=0.2.  Frames are assumed extracted with a short
         # side of 256; here the short side is resized to 256/224 of the input first.  One
         # random draw per clip (the original draws RandAugment and jitter per frame).
-        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=(2, 9),
+        ra = tuple(self.opts.rand_augment) if self.opts.rand_augment else None
+        return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=ra,
                        multi_scale_crop=(1.0, 0.875, 0.75, 0.66), color_jitter=(0.8, 0.4, 0.4, 0.2, 0.1))
 
     def build_model(self) -> nn.Module:

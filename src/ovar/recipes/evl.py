@@ -10,6 +10,10 @@ Because the backbone is frozen, ``recipe.cache`` can store its features on disk:
 video index and the view), the first epoch of each view fills the cache and later epochs
 read features instead of decoding and encoding video.  ``recipe.fixed_views`` gives the
 same view schedule without a cache (the two train identically).
+
+``recipe.finetune_backbone`` (the original's ``--finetune_backbone``) trains the image
+tower too, in the decoder's optimiser at ``optim.lr`` x ``recipe.backbone_lr_scale`` (1: the
+original's single AdamW group); training then runs from clips and never uses the cache.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ class EVLOptions:
     flip: bool = False  # the original never flips
     rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec, as released; null: none
     tsn_sampling: bool = False  # train on one random frame per segment (test stays data.sampling)
+    finetune_backbone: bool = False  # train the image tower too (no feature cache then)
+    # The image tower's lr as a multiple of optim.lr (the original: one group, 1).
+    backbone_lr_scale: float = field(default=1.0, metadata=rule(low=0))
     # >0: epoch e uses the seeded view e mod fixed_views (no cache needed).
     fixed_views: int = field(default=0, metadata=rule(low=0))
     cache: CacheOptions = field(default_factory=CacheOptions)
@@ -62,12 +69,15 @@ class EVLOptions:
 class EVLTrainer(nn.Module):
     """Wraps the model so one forward (and one DDP call) starts from packed backbone features."""
 
-    def __init__(self, model: EVLModel, layout: FeatureLayout) -> None:
+    def __init__(self, model: EVLModel, layout: FeatureLayout, from_clips: bool = False) -> None:
         super().__init__()
         self.model = model
         self.layout = layout
+        self.from_clips = from_clips  # a trained backbone: the forward starts from the clips
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        if self.from_clips:
+            return self.model(packed)
         return self.model.forward_from_features(self.layout.unpack(packed))
 
 
@@ -127,6 +137,15 @@ class EVLRecipe(ClipVideoRecipe):
             from ..config import ConfigError
 
             raise ConfigError("recipe.cache.views must be >= 1 and recipe.fixed_views >= 0")
+        if self.opts.finetune_backbone and self.opts.cache.enabled:
+            from ..config import ConfigError
+
+            raise ConfigError("recipe.finetune_backbone=true trains the image tower, so its features cannot be "
+                              "cached: set recipe.cache.enabled=false")
+        if not self.opts.backbone_lr_scale > 0:
+            from ..config import ConfigError
+
+            raise ConfigError(f"recipe.backbone_lr_scale must be > 0, got {self.opts.backbone_lr_scale}")
         self._model: EVLModel | None = None
         self._train_set: FixedViewDataset | None = None
         self._key_checked = False
@@ -143,8 +162,9 @@ class EVLRecipe(ClipVideoRecipe):
         model = EVLModel(self.backbone(), class_names=self.class_names, num_frames=self.config.data.frames,
                          num_layers=self.opts.num_layers)
         self._model = model
+        model.video_encoder.backbone.trainable = self.opts.finetune_backbone
         self._attach_cache()
-        return EVLTrainer(model, self.layout(model))
+        return EVLTrainer(model, self.layout(model), from_clips=self.opts.finetune_backbone)
 
     def layout(self, model: EVLModel) -> FeatureLayout:
         blocks = model.video_encoder.backbone
@@ -154,8 +174,15 @@ class EVLRecipe(ClipVideoRecipe):
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
         # wd on every trainable parameter, as released (norms, biases and the query included).
-        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
-                           decay_rule="all")]
+        # With recipe.finetune_backbone the image tower's weights that reach the decoder
+        # (not ln_post/proj, nor the text tower) train too, in a group of their own.
+        tower = {id(p) for _, p in self.inner(model).video_encoder.backbone.used_parameters()}
+        groups = [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters()
+                                         if p.requires_grad and id(p) not in tower], decay_rule="all")]
+        if self.opts.finetune_backbone:
+            groups.append(ParamGroup("backbone", [(n, p) for n, p in model.named_parameters() if id(p) in tower],
+                                     lr_scale=self.opts.backbone_lr_scale, decay_rule="all"))
+        return groups
 
     def train_dataset(self) -> Dataset:
         base = super().train_dataset()
@@ -214,6 +241,8 @@ class EVLRecipe(ClipVideoRecipe):
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         self._check_cache_key()
         video = batch["video"]
+        if self.opts.finetune_backbone:  # gradients reach the image tower: no packed features
+            return {"loss": F.cross_entropy(model(video), batch["label"])}
         if batch.get("packed"):  # features read from the cache
             packed = video
         else:

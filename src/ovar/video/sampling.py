@@ -8,7 +8,8 @@ frame. Three families are covered:
 
 * ``segment_indices`` -- TSN "1x1xT" (ActionCLIP, Text4Vis);
 * ``dense_indices`` -- "T x stride" windows (EVL);
-* ``fps_dense_indices`` -- PySlowFast "8x16 @ 30 fps" (Open-VCLIP, FROSTER).
+* ``fps_dense_indices`` -- PySlowFast "8x16 @ 30 fps" (Open-VCLIP, FROSTER);
+* ``i3d_indices`` -- Text4Vis's dense test clips (:mod:`ovar.video.i3d_sampling`).
 
 :class:`ClipSampler` bundles a rule with its parameters; :func:`parse_sampling`
 builds one from a short string, and :func:`parse_views` / :func:`enumerate_views`
@@ -24,6 +25,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from .i3d_sampling import i3d_indices
+
 __all__ = [
     "ClipSampler",
     "SamplingKind",
@@ -31,12 +34,13 @@ __all__ = [
     "dense_indices",
     "enumerate_views",
     "fps_dense_indices",
+    "i3d_indices",
     "parse_sampling",
     "parse_views",
     "segment_indices",
 ]
 
-SamplingKind = Literal["segment", "dense", "fps_dense"]
+SamplingKind = Literal["segment", "dense", "fps_dense", "i3d"]
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -216,7 +220,8 @@ class ClipSampler:
 
     ``kind`` selects the rule: ``"segment"`` (``frames`` segments, ``stride``
     ignored), ``"dense"`` or ``"fps_dense"`` (``frames`` frames ``stride`` apart;
-    ``fps_dense`` rescales the stride from ``target_fps`` to the video's fps).
+    ``fps_dense`` rescales the stride from ``target_fps`` to the video's fps), ``"i3d"``
+    (Text4Vis's dense rule: ``frames`` frames in a 128-frame window, ``stride`` ignored).
     ``num_clips`` is the number of temporal test views.
     """
 
@@ -228,9 +233,9 @@ class ClipSampler:
     position: str = "middle"  # single-clip segment test frames (see segment_indices)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("segment", "dense", "fps_dense"):
+        if self.kind not in ("segment", "dense", "fps_dense", "i3d"):
             raise ValueError(
-                f"kind must be 'segment', 'dense' or 'fps_dense', got {self.kind!r}"
+                f"kind must be 'segment', 'dense', 'fps_dense' or 'i3d', got {self.kind!r}"
             )
         _check_positive("frames", self.frames)
         _check_positive("stride", self.stride)
@@ -255,6 +260,8 @@ class ClipSampler:
             return segment_indices(num_frames, self.frames, position=self.position, **common)
         if self.kind == "dense":
             return dense_indices(num_frames, self.frames, self.stride, **common)
+        if self.kind == "i3d":
+            return i3d_indices(num_frames, self.frames, **common)
         if fps is None:
             raise ValueError("fps_dense sampling needs the video's fps")
         return fps_dense_indices(
@@ -282,11 +289,12 @@ def parse_sampling(
     * ``"dense"``, ``"dense:8x16"``, ``"8x16"`` -- EVL dense, T frames, stride S;
     * ``"fps"``, ``"fps_dense"``, ``"fps:8x16"``, ``"fps_dense:8x16"``, optionally
       followed by ``"@F"`` (target fps, default 30), and ``"8x16@30"`` --
-      Open-VCLIP fps-based dense sampling.
+      Open-VCLIP fps-based dense sampling;
+    * ``"i3d"``, ``"i3d:16"`` -- Text4Vis's dense clips (T frames in a 128-frame window).
     """
     error = ValueError(
         f"unknown sampling {text!r}; expected 'segment[:T]', 'tsn[:T]', '1x1xT', "
-        "'dense[:TxS]', 'TxS', 'fps[:TxS][@FPS]' or 'TxS@FPS'"
+        "'dense[:TxS]', 'TxS', 'fps[:TxS][@FPS]', 'TxS@FPS' or 'i3d[:T]'"
     )
     s = text.strip().lower()
     target_fps: float | None = None
@@ -303,6 +311,8 @@ def parse_sampling(
     m = re.fullmatch(r"1\s*x\s*1\s*x\s*(\d+)", s)
     if m and target_fps is None:
         return ClipSampler("segment", int(m.group(1)), num_clips=num_clips)
+    if head == "i3d" and target_fps is None and (body == "" or body.isdigit()):
+        return ClipSampler("i3d", int(body) if body else frames, num_clips=num_clips)
     if head in ("segment", "tsn") and target_fps is None:
         if body == "":
             return ClipSampler("segment", frames, num_clips=num_clips)

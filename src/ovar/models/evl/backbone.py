@@ -26,8 +26,10 @@ class BlockFeatures(NamedTuple):
 class FrozenClipBlocks(nn.Module):
     """A frozen open_clip ``VisionTransformer`` that returns the last ``num_blocks`` blocks' features.
 
-    ``visual`` is registered (so ``.to()`` moves it) but never trained: its parameters
-    have ``requires_grad=False``, it always runs in eval mode and without autograd.
+    ``visual`` is registered (so ``.to()`` moves it) but by default never trained: its
+    parameters have ``requires_grad=False``, it always runs in eval mode and without
+    autograd.  ``trainable = True`` (EVL's ``--finetune_backbone``) lets gradients through;
+    it still runs in eval mode (CLIP's image tower has no dropout or batch statistics).
     ``ln_post``/``proj`` are not used (EVL reads block features, not the image embedding).
     """
 
@@ -38,6 +40,7 @@ class FrozenClipBlocks(nn.Module):
             raise ValueError(f"num_blocks must be in 1..{len(blocks)}, got {num_blocks}")
         self.visual = visual
         self.num_blocks = num_blocks
+        self.trainable = False
         for param in visual.parameters():
             param.requires_grad_(False)
         self.visual.eval()
@@ -60,9 +63,17 @@ class FrozenClipBlocks(nn.Module):
         super().train(False)
         return self
 
-    @torch.no_grad()
+    def used_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The image tower's parameters that reach the block features (all but ``ln_post``/``proj``)."""
+        return [(name, param) for name, param in self.visual.named_parameters()
+                if not name.startswith(("ln_post.", "proj"))]
+
     def forward(self, images: torch.Tensor) -> list[BlockFeatures]:
         """(N, 3, S, S) normalised images -> features of the last ``num_blocks`` blocks, in order."""
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            return self._forward(images)
+
+    def _forward(self, images: torch.Tensor) -> list[BlockFeatures]:
         visual = self.visual
         dtype = visual.conv1.weight.dtype
         x = _patch_embed(images.to(dtype), visual.conv1.weight)

@@ -60,10 +60,12 @@ class EVLModel(VideoTextModel):
     :meth:`classifier` maps requested label names to head rows (they must be among
     ``class_names``) and :meth:`probabilities` is the softmax over those rows. EVL's own
     multi-view rule (softmax per view, then the mean) is :meth:`view_fused_scores`.
-    The CLIP weights are stored in saved model files but never trained.
+    The CLIP weights are stored in saved model files; they train only with the recipe's
+    ``finetune_backbone``.
     """
 
     kind = "evl"
+    class_dependent = ("head.2.weight", "head.2.bias")  # one row per class (init_from remaps them by name)
     view_fusion = "scores"  # EVL: softmax per view, then the mean over views
     eval_fusion = "mean_softmax"
 
