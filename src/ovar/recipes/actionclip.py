@@ -28,7 +28,8 @@ class ActionCLIPOptions:
     visual_lr_ratio: float = field(default=1.0, metadata=rule(low=0))  # image tower lr = base lr x this
     fusion_lr_ratio: float = field(default=10.0, metadata=rule(low=0))  # fusion module lr = base lr x this
     global_batch_loss: bool = True  # the KL over every process's videos and texts (the original's whole batch)
-    rand_augment: tuple[int, int] | None = (2, 9)  # (N, M); null: off (the UCF/HMDB fine-tune configs)
+    # RandAugment (N, M); null: off (the UCF/HMDB fine-tune configs).
+    rand_augment: tuple[int, int] | None = field(default=(2, 9), metadata=rule(low=0))
 
 
 class ActionCLIPTrainer(nn.Module):
