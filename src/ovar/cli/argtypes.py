@@ -34,6 +34,19 @@ def positive_float(text: str) -> float:
     return _number(text, lambda v: v > 0, "a positive number")
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (waits, margins)."""
+    return _number(text, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got '{text}'")
+    return value
+
+
 def _number(text: str, accept, expected: str) -> float:
     """``float(text)`` if ``accept`` takes it (NaN never passes a comparison), else argparse's error."""
     try:

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="temporal fusion type (default: inferred from the checkpoint's keys)")
     parser.add_argument("--fusion-weights", default=None,
                         help="actionclip: take fusion_model_state_dict from this file instead")
-    parser.add_argument("--frames", type=int, default=None, help="frames per clip the model expects")
+    parser.add_argument("--frames", type=positive_int, default=None, help="frames per clip the model expects")
     parser.add_argument("--heads", type=positive_int, default=None,
                         help="evl: decoder attention heads (no shape records them; known for EVL's released "
                              "ViT-B/16 and ViT-L/14 decoders, required otherwise)")

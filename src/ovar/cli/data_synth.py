@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .argtypes import non_negative_int, positive_int
+from .argtypes import non_negative_int, output_dir, positive_int
 
 
 def _words(text: str) -> list[str]:
@@ -20,7 +20,7 @@ def add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
         description="Generate SynthActions into OUT: encoded clips of coloured shapes doing actions, class names "
                     "such as 'a red circle moving left', and base2novel lists "
                     "(ovar eval --protocol base2novel --root OUT --lists OUT/lists --datasets synth).")
-    p.add_argument("out", metavar="OUT", help="output folder (clips already there are kept)")
+    p.add_argument("out", metavar="OUT", type=output_dir, help="output folder (clips already there are kept)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every clip (default 0)")
     p.add_argument("--colours", type=_words, default=["red", "green", "blue", "yellow"],
                    help="comma-separated colours (of: red, green, blue, yellow, purple, orange)")

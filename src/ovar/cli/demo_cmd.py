@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import non_negative_int, positive_int
+from .argtypes import non_negative_int, output_dir, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "base-to-novel protocol with the frozen CLIP and the five recipes, print the "
                                    "table, write OUT/report.md and save the best model as OUT/model.pt. "
                                    "Running it again reuses what OUT already holds.")
-    p.add_argument("--out", metavar="DIR", default="ovar-demo", help="output folder (default ./ovar-demo)")
+    p.add_argument("--out", metavar="DIR", type=output_dir, default="ovar-demo", help="output folder (default ./ovar-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes on 2 CPU cores)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data and every training (default 0)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import output_dir
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a trained model as model.safetensors + config.json + model card",
@@ -13,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(then loaded as --pretrained hf-hub:ORG/NAME).")
     p.add_argument("source", metavar="RUN_OR_CKPT",
                    help="an `ovar train` run folder, any model or checkpoint file it writes, or an ovar model file")
-    p.add_argument("out", metavar="OUT", help="the folder to write")
+    p.add_argument("out", metavar="OUT", type=output_dir, help="the folder to write")
     p.set_defaults(handler=run)
 
 

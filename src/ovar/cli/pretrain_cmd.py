@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from .argtypes import non_negative_int, positive_int
+from .argtypes import finite_positive_float, new_file, non_negative_int, positive_int
 
 
 def _words(text: str) -> list[str]:
@@ -19,10 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train the `tiny` CLIP from random weights on single SynthActions frames with "
                                    "captions naming colour, shape, size and place (never motion), and save an "
                                    "open_clip checkpoint that --pretrained FILE loads.")
-    p.add_argument("out", metavar="OUT.pt", help="checkpoint to write")
+    p.add_argument("out", metavar="OUT.pt", type=new_file, help="checkpoint to write")
     p.add_argument("--steps", type=positive_int, default=500, help="optimiser steps (default 500)")
     p.add_argument("--batch-size", type=positive_int, default=96, help="image-caption pairs per step (default 96)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--lr", type=finite_positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--colours", type=_words, default=None, help="comma-separated colours (default: all)")
     p.add_argument("--shapes", type=_words, default=None, help="comma-separated shapes (default: all)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")

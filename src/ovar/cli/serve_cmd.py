@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
-from .argtypes import device, positive_float, positive_int, unit_interval
+from .argtypes import device, non_negative_float, port, positive_float, positive_int, unit_interval
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,11 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "(k400, ucf101, ...); repeatable")
     server = p.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    server.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     server.add_argument("--root", metavar="DIR", default=None,
                         help="folder whose videos clients may name by path (default: uploads only)")
     server.add_argument("--max-batch", type=positive_int, default=16, help="clips per forward pass (default 16)")
-    server.add_argument("--batch-wait-ms", type=float, default=5.0,
+    server.add_argument("--batch-wait-ms", type=non_negative_float, default=5.0,
                         help="how long a clip waits for others to share its forward pass (default 5)")
     server.add_argument("--max-concurrency", type=positive_int, default=2,
                         help="videos decoding at once (default 2)")
