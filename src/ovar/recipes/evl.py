@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import rule
+from ..config import ConfigError, rule
 from ..errors import ModelError
 from ..models.evl import EVLModel
+from ..video.clip_augment import check_rand_augment_spec
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
 from ..train.recipe import ParamGroup
 from .clip_recipe import ClipVideoRecipe
@@ -60,7 +61,7 @@ class EVLOptions:
     tsn_sampling: bool = False  # train on one random frame per segment (test stays data.sampling)
     finetune_backbone: bool = False  # train the image tower too (no feature cache then)
     # The image tower's lr as a multiple of optim.lr (the original: one group, 1).
-    backbone_lr_scale: float = field(default=1.0, metadata=rule(low=0))
+    backbone_lr_scale: float = field(default=1.0, metadata=rule(above=0))
     # >0: epoch e uses the seeded view e mod fixed_views (no cache needed).
     fixed_views: int = field(default=0, metadata=rule(low=0))
     cache: CacheOptions = field(default_factory=CacheOptions)
@@ -133,19 +134,14 @@ class EVLRecipe(ClipVideoRecipe):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.opts = self.options(EVLOptions)
-        if self.opts.cache.views < 1 or self.opts.fixed_views < 0:
-            from ..config import ConfigError
-
-            raise ConfigError("recipe.cache.views must be >= 1 and recipe.fixed_views >= 0")
+        if self.opts.rand_augment is not None:
+            try:
+                check_rand_augment_spec(self.opts.rand_augment)
+            except ValueError as exc:
+                raise ConfigError(f"recipe.rand_augment: {exc}") from None
         if self.opts.finetune_backbone and self.opts.cache.enabled:
-            from ..config import ConfigError
-
             raise ConfigError("recipe.finetune_backbone=true trains the image tower, so its features cannot be "
                               "cached: set recipe.cache.enabled=false")
-        if not self.opts.backbone_lr_scale > 0:
-            from ..config import ConfigError
-
-            raise ConfigError(f"recipe.backbone_lr_scale must be > 0, got {self.opts.backbone_lr_scale}")
         self._model: EVLModel | None = None
         self._train_set: FixedViewDataset | None = None
         self._key_checked = False

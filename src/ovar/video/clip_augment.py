@@ -74,6 +74,17 @@ def make_color_jitter(p: float, brightness: float, contrast: float, saturation: 
     return v2.RandomApply([v2.ColorJitter(brightness, contrast, saturation, hue)], p=p)
 
 
+def check_rand_augment_spec(spec: str) -> None:
+    """ValueError unless timm can build RandAugment from ``spec`` (``rand-m7-n4-mstd0.5-inc1``);
+    called when a run is configured, so a typo does not stop the first training step."""
+    from timm.data.auto_augment import rand_augment_transform
+
+    try:
+        rand_augment_transform(spec, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except (AssertionError, KeyError, ValueError, IndexError, TypeError):
+        raise ValueError(f"not a timm RandAugment spec: {spec!r} (e.g. 'rand-m7-n4-mstd0.5-inc1')") from None
+
+
 class TimmRandAugment(torch.nn.Module):
     """timm ``rand_augment_transform(spec)`` applied to every frame with the same random draw.
 
