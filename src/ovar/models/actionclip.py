@@ -26,11 +26,17 @@ class ActionCLIPModel(FusedVideoTextModel):
     """
 
     kind = "actionclip"
-    eval_fusion = "mean_softmax"  # per view the template-averaged softmax, then the mean
+    view_fusion = "mean_softmax"  # per view the template-averaged softmax, then the mean
 
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
-                 templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None) -> None:
+                 templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None,
+                 view_fusion: str | None = None) -> None:
         super().__init__(backbone, fusion=fusion, frames=frames, templates=templates, fusion_args=fusion_args)
+        if view_fusion is not None and view_fusion != type(self).view_fusion:
+            # A recipe training this network with another test rule (Text4Vis's NCE baseline
+            # averages features): the model file keeps the rule, so predict uses it too.
+            self.view_fusion = view_fusion
+            self.build_args["view_fusion"] = view_fusion
 
     def classifier(self, names: Sequence[str], templates: str | Sequence[str] | None = None, *,
                    descriptions: Sequence[str] | None = None, cache=True) -> torch.Tensor:

@@ -25,12 +25,8 @@ class VideoTextModel(nn.Module):
     """
 
     view_fusion = "features"
-    """How :func:`ovar.predict` fuses a video's views: ``"features"`` averages the video
-    embeddings before scoring; ``"scores"`` averages the per-view probabilities."""
-
-    eval_fusion = "features"
-    """The view fusion rule of :mod:`ovar.eval.views` that ``ovar eval`` applies: the
-    original method's own test-time rule."""
+    """How a video's views are fused (a rule of :mod:`ovar.models.view_fusion`): the
+    original method's own test-time rule, used alike by predict, serve and eval."""
 
     def __init__(self, backbone: ClipBackbone, video_encoder: nn.Module | None = None, *,
                  frames: int = 8, templates: str | Sequence[str] = "open_vclip") -> None:

@@ -41,7 +41,7 @@ class ActionCLIPTrainer(nn.Module):
 
 
 class ActionCLIPRecipe(ClipVideoRecipe):
-    view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
+    model_class = ActionCLIPModel  # its view_fusion is the recipe's rule
     original = "actionclip"
     options_class: type = ActionCLIPOptions
     loss_mode = "nce"  # symmetric KL (see ovar.losses.symmetric_kl)
@@ -60,7 +60,7 @@ class ActionCLIPRecipe(ClipVideoRecipe):
 
     def build_model(self) -> nn.Module:
         model = ActionCLIPModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,
-                                templates=self.opts.templates)
+                                templates=self.opts.templates, view_fusion=self.view_fusion)
         return ActionCLIPTrainer(model)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:

@@ -115,7 +115,7 @@ class FixedViewDataset(Dataset):
 
 
 class EVLRecipe(ClipVideoRecipe):
-    view_fusion = "mean_softmax"
+    model_class = EVLModel
     original = "evl"
     def __init__(self, config) -> None:
         super().__init__(config)

@@ -76,7 +76,7 @@ class OpenVCLIPTrainer(nn.Module):
 
 
 class OpenVCLIPRecipe(ClipVideoRecipe):
-    view_fusion = "sum_logits"
+    model_class = OpenVCLIPModel
     original = "open_vclip"
     options_class = OpenVCLIPOptions
 

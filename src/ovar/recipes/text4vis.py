@@ -37,7 +37,7 @@ class Text4VisTrainer(nn.Module):
 
 
 class Text4VisRecipe(ClipVideoRecipe):
-    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    model_class = Text4VisModel
     original = "text4vis"
     few_shot_epoch = "full"  # the K-shot list is repeated so an epoch has the full set's size
     def __init__(self, config) -> None:

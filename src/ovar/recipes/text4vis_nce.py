@@ -30,7 +30,9 @@ class Text4VisNCEOptions(ActionCLIPOptions):
 
 class Text4VisNCERecipe(ActionCLIPRecipe):
     original = "text4vis"  # test scale and test frames
-    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    # Text4Vis averages the views' video features, then scores; the model it builds carries
+    # the rule (ActionCLIPModel's own is mean_softmax), so predict fuses as evaluation does.
+    view_fusion = "features"
     few_shot_epoch = "full"
     options_class = Text4VisNCEOptions
 

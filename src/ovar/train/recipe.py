@@ -52,7 +52,7 @@ class Recipe(ABC):
     gradient in a step."""
 
     view_fusion: str = "mean_softmax"
-    """How evaluation fuses a video's views (a rule of :mod:`ovar.eval.views`), as the
+    """How evaluation fuses a video's views (a rule of :mod:`ovar.models.view_fusion`), as the
     method's original code does; ``eval.fusion`` overrides it."""
 
     def __init__(self, config: Config) -> None:
