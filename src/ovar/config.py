@@ -4,7 +4,7 @@ A configuration is resolved in three layers, later ones winning:
 
 1. the defaults written in the dataclasses below;
 2. a YAML file holding a nested mapping of only the keys that differ;
-3. command-line overrides ``section.key=value`` (values parsed as YAML scalars).
+3. command-line overrides ``section.key=value`` (values read as the field's type).
 
 Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key (and
 the file).  The ``recipe`` section is free-form: the recipe validates it itself, e.g. with
@@ -21,10 +21,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar, Union
+from typing import Any, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
+from .config_values import parse_typed, type_name
 from .errors import OvarError
 
 T = TypeVar("T")
@@ -188,12 +189,6 @@ def get_value(obj: Any, dotted: str) -> Any:
 # --- type checking -------------------------------------------------------------------------
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """``value`` checked against annotation ``tp`` (lightly converted), or ConfigError."""
     origin = typing.get_origin(tp)
@@ -208,7 +203,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -243,7 +238,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is Any:
         return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
 
 
 def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T:
@@ -301,16 +296,42 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``; the value is a YAML scalar."""
+    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``: the value is read as the
+    configuration field's type (``data.root=2024`` stays the string ``"2024"``); keys of the
+    free-form ``recipe`` section, and of mappings, are read as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected section.key=value")
+    parts = key.split(".")
+    tp = field_type(parts)
+    if tp is None:
+        try:
+            return parts, yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {text!r}: value is not valid YAML") from None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
-    return key.split("."), value
+        return parts, parse_typed(raw, tp)
+    except ValueError as exc:
+        raise ConfigError(f"override {key}: {exc}") from None
+
+
+def field_type(parts: list[str]) -> Any:
+    """The annotation of the configuration field ``parts`` (e.g. ``["data", "root"]``), or None
+    for a key without a schema (inside ``recipe`` or another mapping) or an unknown one (the
+    unknown key is then reported by the schema check)."""
+    cls: Any = Config
+    for part in parts:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return None
+        cls = hints[part]
+    origin = typing.get_origin(cls)
+    if dataclasses.is_dataclass(cls) or cls is dict or origin is dict or cls is Any:
+        return None
+    return cls
 
 
 def _nest(parts: list[str], value: Any) -> dict[str, Any]:
@@ -325,8 +346,13 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return parse_section(Config, data)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, updated by the YAML file at ``path`` (if any), then by dotted ``overrides``."""
+Override = Union[str, tuple[str, Any]]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[Override] = ()) -> Config:
+    """Defaults, updated by the YAML file at ``path`` (if any), then by dotted ``overrides``:
+    ``"section.key=value"`` texts (read as the field's type), or ``("section.key", value)``
+    pairs of already typed values (what command-line options give; a path may be a ``Path``)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -335,8 +361,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             config_from_dict(data)  # report the file's own errors against the file
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    for text in overrides:
-        parts, value = parse_override(text)
+    for item in overrides:
+        if isinstance(item, str):
+            parts, value = parse_override(item)
+        else:
+            key, value = item
+            parts = key.split(".")
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)  # configuration paths are strings
         data = _merge(data, _nest(parts, value))
     try:
         return config_from_dict(data)
