@@ -44,11 +44,10 @@ def default_workers() -> int:
 
 @dataclass
 class ModelConfig:
-    """Which backbone to build."""
+    """Which backbone to build (its frames per clip are ``data.frames``)."""
 
     backbone: str = "ViT-B-16"
     pretrained: str | None = "openai"
-    frames: int = 8
     init_from: str | None = None  # fine-tune: weights of a trained run/model file (same-shape tensors)
 
 
@@ -60,8 +59,8 @@ class DataConfig:
     train_list: str | None = None
     val_list: str | None = None
     classes: str | None = None
-    sampling: str = "segment"
-    frames: int = 8
+    sampling: str = "segment"  # a rule without a frame count: the count is data.frames
+    frames: int = 8  # frames per clip: the one setting; samplers and models are built from it
     batch_size: int = 8  # per process; the global batch is this x world size
     workers: int = field(default_factory=lambda: default_workers())  # decoding processes
     shot: int | None = None  # K-shot training subset
@@ -155,7 +154,9 @@ class Config:
 
 _CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset"),
             "data.test_frames": (None, "middle", "tsn_offset", "start")}
-_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat")
+_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat", "data.frames")
+# Keys that no longer exist, and the one that says it now.
+_MOVED = {"model.frames": "data.frames"}
 _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
 
 
@@ -166,6 +167,22 @@ def _validate_values(config: Config) -> None:
         if value not in choices:
             raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
     check_ranges(config, _POSITIVE, _NON_NEGATIVE)
+    _check_frames(config)
+
+
+def _check_frames(config: Config) -> None:
+    """``data.sampling`` may name a frame count only if it is ``data.frames``'s: one number decides."""
+    from .video.sampling import parse_sampling
+
+    data = config.data
+    try:
+        sampler = parse_sampling(data.sampling, frames=data.frames)
+    except ValueError as exc:
+        raise ConfigError(f"data.sampling: {exc}") from None
+    if sampler.frames != data.frames:
+        raise ConfigError(f"data.sampling: {data.sampling!r} takes {sampler.frames} frames per clip but "
+                          f"data.frames is {data.frames} (frames per clip are set by data.frames alone; "
+                          f"write the rule without a count, e.g. 'dense' or 'fps@30')")
 
 
 def check_ranges(config: Config, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
@@ -253,7 +270,8 @@ def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = 
     kwargs: dict[str, Any] = {}
     for name, value in mapping.items():
         if name not in fields:
-            raise ConfigError(f"unknown key '{prefix}{name}'")
+            moved = _MOVED.get(f"{prefix}{name}")
+            raise ConfigError(f"unknown key '{prefix}{name}'" + (f" (set {moved} instead)" if moved else ""))
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             kwargs[name] = parse_section(tp, value, f"{prefix}{name}")

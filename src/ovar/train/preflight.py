@@ -17,7 +17,7 @@ from ..config import Config, ConfigError, check_ranges
 # What a training run writes into its folder; any of them means the folder holds a run.
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
 
-_POSITIVE_INT = ("data.frames", "model.frames")
+_POSITIVE_INT = ("data.frames",)
 _NON_NEGATIVE_INT = ("train.save_every", "run.log_every")
 
 
@@ -30,17 +30,7 @@ def check_config(config: Config) -> None:
         raise ConfigError(f"schedule.min_lr: must not be negative, got {config.schedule.min_lr!r}")
     if config.optim.grad_clip is not None and config.optim.grad_clip < 0:
         raise ConfigError(f"optim.grad_clip: must not be negative, got {config.optim.grad_clip!r}")
-    _check_sampling(config)
     check_device(config.run.device)
-
-
-def _check_sampling(config: Config) -> None:
-    from ..video import parse_sampling
-
-    try:
-        parse_sampling(config.data.sampling, frames=config.data.frames)
-    except ValueError as exc:
-        raise ConfigError(f"data.sampling: {exc}") from None
 
 
 def check_device(name: str) -> None:
