@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -141,18 +141,17 @@ class EVLRecipe(ClipVideoRecipe):
                          num_layers=self.opts.num_layers)
         self._model = model
         self._attach_cache()
-        return EVLTrainer(model, self.layout(model))
+        return self.with_trainable(EVLTrainer(model, self.layout(model)))
 
     def layout(self, model: EVLModel) -> FeatureLayout:
         blocks = model.video_encoder.backbone
         heads = blocks.visual.transformer.resblocks[0].attn.num_heads
         return FeatureLayout(blocks.num_blocks, self.config.data.frames, blocks.tokens, blocks.width, heads)
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
-        # wd on every trainable parameter, as released (norms, biases and the query included).
-        return [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
-                           decay_rule="all")]
+    def trainable(self) -> list[Trainable]:
+        # Only the decoder and head train; the CLIP towers stay frozen.  wd on every
+        # trainable parameter, as released (norms, biases and the query included).
+        return [Trainable("decoder", ("model.video_encoder.decoder.", "model.head."), decay_rule="all")]
 
     def train_dataset(self) -> Dataset:
         base = super().train_dataset()

@@ -26,6 +26,7 @@ from ..models.open_vclip import FrosterModel
 from ..text.classifier import encode_prompts
 from ..text.descriptions import fill_prompts, read_descriptions
 from ..text.templates import resolve_templates
+from ..train.recipe import Trainable
 from .open_vclip import OpenVCLIPOptions, OpenVCLIPRecipe
 
 
@@ -135,10 +136,17 @@ class FrosterRecipe(OpenVCLIPRecipe):
 
     def build_model(self) -> nn.Module:
         model = self.make_model()
-        model.backbone.clip.requires_grad_(True)  # both towers and the logit scale train
+        teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained))
+        # The projectors are drawn after the teacher (the same random draws as ever).
+        trainer = self.with_trainable(FrosterTrainer(model, self.opts.projector_scale))
         self._capture_anchor(model)
-        self._teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained))
-        return FrosterTrainer(model, self.opts.projector_scale)
+        self._teacher = teacher
+        return trainer
+
+    def trainable(self) -> list[Trainable]:
+        # Both towers, the logit scale and the projectors: everything of the student, with
+        # Open-VCLIP's ZERO_WD_1D_PARAM decay rule.
+        return [Trainable("clip", ("",), decay_rule="no_vectors")]
 
     def teacher(self, device: torch.device) -> Teacher:
         if self._teacher is None:

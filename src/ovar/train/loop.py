@@ -45,6 +45,8 @@ from .optim import Schedule, build_optimizer
 from .preempt import StopRequest
 from .preflight import check_config, check_run_dir, clear_run_dir
 from .resume import resume_state, warn_if_changed
+from .trainable import apply as apply_trainable
+from .trainable import trained_names, write_parameter_report
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,9 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     model = recipe.build_model()
     recipe.initialize(model)  # model.init_from (fine-tuning); a resumed run overwrites it
     model = model.to(ctx.device)
-    optimizer = build_optimizer(model, recipe.param_groups(model), config.optim)
+    groups = recipe.param_groups(model)  # the recipe's one declaration of what trains
+    apply_trainable(model, groups)  # requires_grad: exactly the declared parameters
+    optimizer = build_optimizer(model, groups, config.optim)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     train_set = recipe.train_dataset()
     # The originals drop the last partial batch (kept when there is no full batch at all).
@@ -156,6 +160,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
             for stale in [*remove_stale_temporaries(run_dir), *ckpts.remove_stale_temporaries()]:
                 log.info("removed %s (left by an interrupted write)", stale)
         save_resolved(config, run_dir)
+        write_parameter_report(run_dir, model, groups)
     logger = build_loggers(config, run_dir, enabled=ctx.is_main, resume_step=pos.step if found else None)
     if found is not None and ctx.is_main:
         log.info("resumed from %s (epoch %d, step %d)", found[0], pos.epoch, pos.step)
@@ -264,7 +269,8 @@ def _save(run: _Run, pos: _Position, *, mid_epoch: bool) -> None:
         state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                  "scaler": run.scaler.state_dict(), "epoch": pos.epoch, "step": pos.step, "batch": pos.batch,
                  "best": pos.best, "metrics": pos.metrics, "rng": rngs, "world_size": run.ctx.world_size,
-                 "log": {"sums": dict(pos.log_sums), "count": pos.log_count}, "config": to_yaml(run.config)}
+                 "log": {"sums": dict(pos.log_sums), "count": pos.log_count}, "config": to_yaml(run.config),
+                 "trainable": trained_names(run.recipe.param_groups(run.model))}
         if mid_epoch:
             run.ckpts.save_mid_epoch(state, pos.epoch, pos.step)
         else:
