@@ -35,6 +35,7 @@ from ..config import Config, ConfigError, save_resolved, to_yaml
 from ..data.dataset import derive_seed
 from ..data.loader import FailureLog, VideoLoader, build_loader, gather_failures, report_failures
 from ..devices import autocast, resolve_precision
+from ..eval.scoring import batch_to_device, score_batches
 from .recipe import Recipe
 from . import distributed
 from .checkpoint import CheckpointDir, remove_stale_temporaries, rng_state, save_atomic, set_rng_state
@@ -72,11 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
 
 
 def _split_output(out: torch.Tensor | dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -296,7 +292,7 @@ def _train_epoch(run: _Run, pos: _Position, stop: StopRequest) -> bool:
             group_size = min(accumulate, n - i)  # the epoch's last group may be shorter
         last = micro == group_size - 1
         _seed_step(config.run.seed, pos.epoch, pos.step, micro, ctx.rank)
-        batch = _to_device(batch, ctx.device)
+        batch = batch_to_device(batch, ctx.device)
         # Gradients are all-reduced only on the last micro-batch of a group.
         sync = contextlib.nullcontext() if last or not ctx.distributed else run.ddp.no_sync()
         with sync:
@@ -361,16 +357,14 @@ def evaluate(config: Config, recipe: Recipe, model: nn.Module) -> dict[str, floa
     hits: list[tuple[int, int, int]] = []  # (index, top-1 hit, top-5 hit)
     failed: list[int] = []
     try:
-        for batch in progress(loader, total=len(loader), desc="eval", enabled=ctx.is_main):
-            failed.extend(batch["failed"])
-            if batch["video"] is None:
+        for done in score_batches(loader, lambda batch: recipe.evaluate_batch(emodel, batch), device, precision,
+                                  progress=ctx.is_main):
+            failed.extend(done.batch["failed"])
+            if done.scores is None:
                 continue
-            batch = _to_device(batch, device)
-            with autocast(precision, device):
-                scores, labels = recipe.evaluate_batch(emodel, batch)
-            top = scores.float().topk(min(5, scores.shape[1]), dim=1).indices.cpu()
-            hit = top == labels.cpu().view(-1, 1)
-            hits.extend(zip(batch["index"].tolist(), hit[:, 0].int().tolist(), hit.any(1).int().tolist()))
+            top = done.scores.topk(min(5, done.scores.shape[1]), dim=1).indices.cpu()
+            hit = top == done.labels.cpu().view(-1, 1)
+            hits.extend(zip(done.batch["index"].tolist(), hit[:, 0].int().tolist(), hit.any(1).int().tolist()))
     finally:
         loader.close()
         emodel.train(was_training)
