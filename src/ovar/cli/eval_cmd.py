@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
+from ..protocols import PROTOCOLS
+from ..protocols import TRAINING_PROTOCOLS as TRAINING
 from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
 
-PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
-TRAINING = ("base2novel", "few-shot")
 
 
 def _int_list(text: str) -> list[int]:

@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 _SINGLE = ("*", " full")  # report columns of one list, not mean ± std
-PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
 
 
 @dataclass
