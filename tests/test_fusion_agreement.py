@@ -74,3 +74,21 @@ def test_every_model_rule_is_a_known_rule():
     for cls in (VideoTextModel, ActionCLIPModel, Text4VisModel, EVLModel, OpenVCLIPModel):
         assert cls.view_fusion in FUSION_RULES
         assert not hasattr(cls, "eval_fusion")  # one attribute, read by predict and eval alike
+
+
+def test_logit_rules_average_actionclips_templates(tiny_backbone):
+    """ActionCLIP keeps its templates apart; a logit rule sums each view's template-mean logits."""
+    import torch.nn.functional as F
+
+    from ovar.models.actionclip import ActionCLIPModel
+    from ovar.models.view_fusion import fuse_views
+
+    model = ActionCLIPModel(tiny_backbone, fusion="meanP", frames=2)
+    generator = torch.Generator().manual_seed(5)
+    embeddings = torch.randn(2, 3, model.backbone.embed_dim, generator=generator)  # 2 videos x 3 views
+    classifier = F.normalize(torch.randn(4, 5, embeddings.shape[-1], generator=generator), dim=-1)  # K=4, C=5
+    # Independently: 100 * cosine per (video, view, template, class), mean over templates.
+    cos = torch.einsum("bve,kce->bvkc", F.normalize(embeddings.float(), dim=-1), classifier)
+    per_view = (100.0 * cos).mean(dim=2)
+    torch.testing.assert_close(fuse_views(model, embeddings, classifier, "sum_logits"), per_view.sum(dim=1))
+    torch.testing.assert_close(fuse_views(model, embeddings, classifier, "mean_logits"), per_view.mean(dim=1))

@@ -62,6 +62,11 @@ class ActionCLIPModel(FusedVideoTextModel):
             return TEST_SCALE * video @ weights.t()
         return TEST_SCALE * torch.einsum("be,kce->bkc", video, weights)
 
+    def class_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C): the mean over templates of the per-template logits (``classifier`` is this
+        model's (K, C, E) one)."""
+        return self.logits(video_embeddings, classifier).mean(dim=1)
+
     def per_template_probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, K, C) softmax over classes for each template."""
         return self.logits(video_embeddings, classifier).softmax(dim=-1)

@@ -42,7 +42,7 @@ def fuse_scores(per_view: torch.Tensor, rule: str) -> torch.Tensor:
 def fuse_views(model: Any, embeddings: torch.Tensor, classifier: torch.Tensor, rule: str) -> torch.Tensor:
     """(B, C) scores from the (B, V, E) video embeddings of each video's views, by ``rule``.
 
-    ``model`` has ``logits`` and ``probabilities`` (a :class:`~ovar.models.zero_shot.VideoTextModel`);
+    ``model`` has ``class_logits`` and ``probabilities`` (a :class:`~ovar.models.zero_shot.VideoTextModel`);
     the scores are probabilities for :data:`PROBABILITY_RULES`, logits otherwise.
     """
     check_rule(rule)
@@ -51,9 +51,10 @@ def fuse_views(model: Any, embeddings: torch.Tensor, classifier: torch.Tensor, r
     if rule == "features":
         return model.probabilities(embeddings.mean(dim=1), classifier)
     flat = embeddings.flatten(0, 1)
-    per_view = model.probabilities(flat, classifier) if rule == "mean_softmax" else model.logits(flat, classifier)
-    if per_view.dim() == 3:  # per-template logits (ActionCLIP): (B*V, K, C), averaged over templates
-        per_view = per_view.mean(dim=1)
+    if rule == "mean_softmax":
+        per_view = model.probabilities(flat, classifier)
+    else:  # one logit per class (ActionCLIP: the mean of its per-template logits)
+        per_view = model.class_logits(flat, classifier)
     return fuse_scores(per_view.view(batch, views, -1), rule)
 
 
@@ -75,7 +76,7 @@ def score_views(model: Any, video: torch.Tensor, classifier: torch.Tensor, rule:
     """Scores (B, C) of evaluation clips ``video`` (B, V, T, 3, S, S) by ``rule``.
 
     ``model`` is a :class:`~ovar.models.zero_shot.VideoTextModel` (``encode_video``,
-    ``logits``, ``probabilities``); ``classifier`` comes from its ``classifier()``.
+    ``class_logits``, ``probabilities``); ``classifier`` comes from its ``classifier()``.
     """
     check_rule(rule)
     batch, views = video.shape[:2]

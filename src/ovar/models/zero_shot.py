@@ -59,6 +59,11 @@ class VideoTextModel(nn.Module):
         scale = self.backbone.logit_scale.clamp(max=_MAX_LOGIT_SCALE)
         return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
 
+    def class_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C): one logit per class, what the logit-fusing view rules add up; models whose
+        :meth:`logits` keep more apart (ActionCLIP's templates) override this."""
+        return self.logits(video_embeddings, classifier)
+
     def probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, C) class probabilities; models with another test-time rule (e.g. averaging
         per-template softmaxes) override this together with :meth:`classifier`."""
