@@ -83,11 +83,16 @@ class FrosterTrainer(nn.Module):
 
 class Teacher:
     """The frozen original CLIP (per-frame, no temporal modelling), kept outside the trained
-    module so it is neither checkpointed nor wrapped for distributed training."""
+    module so it is neither checkpointed nor wrapped for distributed training.
 
-    def __init__(self, backbone: ClipBackbone) -> None:
+    ``prompts`` (K templates x C classes) are the class texts it scores; being frozen, it
+    encodes them once, on its device, when first asked (:meth:`classifier`).
+    """
+
+    def __init__(self, backbone: ClipBackbone, prompts: Sequence[Sequence[str]]) -> None:
         self.backbone = backbone.eval().requires_grad_(False)
-        self._texts: torch.Tensor | None = None  # (K, C, E) unit embeddings per template
+        self.prompts = [list(p) for p in prompts]
+        self._texts: torch.Tensor | None = None  # (K, C, E) unit embeddings of self.prompts
 
     def to(self, device: torch.device) -> "Teacher":
         if self.backbone.device != device:
@@ -101,11 +106,11 @@ class Teacher:
         return F.normalize(self.backbone.encode_image(video.flatten(0, 1)).float(), dim=-1)
 
     @torch.no_grad()
-    def classifier(self, prompts: list[list[str]], picks: list[int]) -> torch.Tensor:
+    def classifier(self, picks: list[int]) -> torch.Tensor:
         """(C, E): normalised mean of the teacher's unit embeddings of templates ``picks``."""
         if self._texts is None:  # every template encoded once: the teacher never changes
-            flat = [p for per_template in prompts for p in per_template]
-            self._texts = encode_prompts(self.backbone, flat).view(len(prompts), len(prompts[0]), -1)
+            flat = [p for per_template in self.prompts for p in per_template]
+            self._texts = encode_prompts(self.backbone, flat).view(len(self.prompts), len(self.prompts[0]), -1)
         return F.normalize(self._texts[picks].mean(dim=0), dim=-1)
 
 
@@ -136,7 +141,7 @@ class FrosterRecipe(OpenVCLIPRecipe):
 
     def build_model(self) -> nn.Module:
         model = self.make_model()
-        teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained))
+        teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained), self.prompts)
         # The projectors are drawn after the teacher (the same random draws as ever).
         trainer = self.with_trainable(FrosterTrainer(model, self.opts.projector_scale))
         self._capture_anchor(model)
@@ -175,7 +180,7 @@ class FrosterRecipe(OpenVCLIPRecipe):
         logits, v_s, t_s = model(video, tokens)
         teacher = self.teacher(labels.device)
         v_t = teacher.frame_features(video)
-        t_t = teacher.classifier(self.prompts, picks)
+        t_t = teacher.classifier(picks)
         ce = F.cross_entropy(logits.float(), labels)
         video_term, text_term = feature_distillation_loss(v_s, v_t, t_s, t_t)
         loss = ce + self.opts.distillation_ratio * (video_term + text_term)
