@@ -111,4 +111,8 @@ def test_shipped_config_loads():
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs/evl/k400.yaml")
     assert config.recipe["name"] == "evl" and config.optim.lr == 4e-4 and config.optim.weight_decay == 0.05
-    assert config.schedule.warmup_epochs == 0 and config.data.sampling == "8x16"
+    assert config.schedule.warmup_epochs == 0 and config.data.sampling == "dense"
+    from ovar.video import parse_sampling
+
+    sampler = parse_sampling(config.data.sampling, frames=config.data.frames)
+    assert (sampler.kind, sampler.frames, sampler.stride) == ("dense", 8, 16)  # the original 8x16

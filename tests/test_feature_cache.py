@@ -67,8 +67,8 @@ def test_recipe_cache_hit_miss_and_invalidation(dataset, tmp_path):  # noqa: F81
     again = evl_recipe(evl_config(dataset, tmp_path, *opts))
     again.build_model(), again.train_dataset()
     assert again.cache.directory == cache.directory and again.cache.complete(0)
-    for change in ("data.frames=2", "data.sampling=4x3"):  # new key -> miss
-        other = evl_recipe(evl_config(dataset, tmp_path, *opts, change))
+    for change in (("data.frames=2", "data.sampling=2x2"), ("data.sampling=4x3",)):  # new key -> miss
+        other = evl_recipe(evl_config(dataset, tmp_path, *opts, *change))
         torch.manual_seed(0)
         other.build_model(), other.train_dataset()
         assert other.cache.directory != cache.directory and not other.cache.complete(0)

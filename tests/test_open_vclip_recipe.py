@@ -141,6 +141,7 @@ def test_iwo_gradient_is_the_sum_of_both_gradients(dataset, tmp_path, chain_rule
 
 def test_iwo_trains_with_an_extra_trainable_module(dataset, tmp_path):
     from ovar.recipes.open_vclip import OpenVCLIPRecipe
+    from ovar.train.trainable import Trainable
 
     class Recipe(OpenVCLIPRecipe):
         def build_model(self):
@@ -149,7 +150,10 @@ def test_iwo_trains_with_an_extra_trainable_module(dataset, tmp_path):
             model.logit_bias = nn.Parameter(torch.zeros(len(self.class_names)))
             forward = model.forward
             model.forward = lambda video, classifier: forward(video, classifier) + model.logit_bias
-            return trainer
+            return self.with_trainable(trainer)
+
+        def trainable(self):  # what trains is declared: the extra module joins the declaration
+            return [*super().trainable(), Trainable("bias", ("model.logit_bias",))]
 
     config = _config(dataset, tmp_path, "open_vclip", "eval.every_n_epochs=0", "schedule.epochs=1")
     recipe = Recipe(config)

@@ -100,8 +100,8 @@ def test_training_loss_breakdown(model, meta, inputs, expected):
     assert torch.equal(tokens, expected["train_text_tokens"])
     logits, v_s, t_s = trainer(_video(inputs), tokens)
     clip_state, _ = read_weights(ROOT / "clip.pt")
-    teacher = Teacher(build_backbone(clip_state, ROOT / "clip.pt"))
-    v_t, t_t = teacher.frame_features(_video(inputs)), teacher.classifier(prompts, picks)
+    teacher = Teacher(build_backbone(clip_state, ROOT / "clip.pt"), prompts)
+    v_t, t_t = teacher.frame_features(_video(inputs)), teacher.classifier(picks)
     _close_logits(logits.detach(), expected["train_logits"], expected["logit_scale_exp"])
     for value, key in ((v_s, "train_student_frame_features"), (t_s, "train_student_text_features"),
                        (v_t, "train_teacher_frame_features"), (t_t, "train_teacher_text_features")):

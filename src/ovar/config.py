@@ -4,7 +4,7 @@ A configuration is resolved in three layers, later ones winning:
 
 1. the defaults written in the dataclasses below;
 2. a YAML file holding a nested mapping of only the keys that differ;
-3. command-line overrides ``section.key=value`` (values parsed as YAML scalars).
+3. command-line overrides ``section.key=value`` (values read as the field's type).
 
 Unknown keys and values of the wrong type raise :class:`ConfigError` naming the key (and
 the file).  The ``recipe`` section is free-form: the recipe validates it itself, e.g. with
@@ -22,10 +22,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar, Union
+from typing import Any, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
+from .config_values import parse_typed, type_name
 from .errors import OvarError
 
 T = TypeVar("T")
@@ -53,11 +54,10 @@ def default_workers() -> int:
 
 @dataclass
 class ModelConfig:
-    """Which backbone to build."""
+    """Which backbone to build (its frames per clip are ``data.frames``)."""
 
     backbone: str = "ViT-B-16"
     pretrained: str | None = "openai"
-    frames: int = 8
     init_from: str | None = None  # fine-tune: weights of a trained run/model file (same-shape tensors)
 
 
@@ -69,8 +69,8 @@ class DataConfig:
     train_list: str | None = None
     val_list: str | None = None
     classes: str | None = None
-    sampling: str = "segment"
-    frames: int = 8
+    sampling: str = "segment"  # a rule without a frame count: the count is data.frames
+    frames: int = 8  # frames per clip: the one setting; samplers and models are built from it
     batch_size: int = 8  # per process; the global batch is this x world size
     workers: int = field(default_factory=lambda: default_workers())  # decoding processes
     shot: int | None = field(default=None, metadata=rule(low=1))  # K-shot training subset
@@ -164,7 +164,9 @@ class Config:
 
 _CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset"),
             "data.test_frames": (None, "middle", "tsn_offset", "start")}
-_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat")
+_POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat", "data.frames")
+# Keys that no longer exist, and the one that says it now.
+_MOVED = {"model.frames": "data.frames"}
 _NON_NEGATIVE = ("data.workers", "run.keep_last", "eval.every_n_epochs", "schedule.warmup_epochs")
 
 
@@ -175,6 +177,22 @@ def _validate_values(config: Config) -> None:
         if value not in choices:
             raise ConfigError(f"{key}: expected one of {', '.join(str(c) for c in choices)}, got {value!r}")
     check_ranges(config, _POSITIVE, _NON_NEGATIVE)
+    _check_frames(config)
+
+
+def _check_frames(config: Config) -> None:
+    """``data.sampling`` may name a frame count only if it is ``data.frames``'s: one number decides."""
+    from .video.sampling import parse_sampling
+
+    data = config.data
+    try:
+        sampler = parse_sampling(data.sampling, frames=data.frames)
+    except ValueError as exc:
+        raise ConfigError(f"data.sampling: {exc}") from None
+    if sampler.frames != data.frames:
+        raise ConfigError(f"data.sampling: {data.sampling!r} takes {sampler.frames} frames per clip but "
+                          f"data.frames is {data.frames} (frames per clip are set by data.frames alone; "
+                          f"write the rule without a count, e.g. 'dense' or 'fps@30')")
 
 
 def check_ranges(config: Config, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
@@ -198,12 +216,6 @@ def get_value(obj: Any, dotted: str) -> Any:
 # --- type checking -------------------------------------------------------------------------
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """``value`` checked against annotation ``tp`` (lightly converted), or ConfigError."""
     origin = typing.get_origin(tp)
@@ -219,7 +231,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError as exc:
                 if not str(exc).startswith(f"{key}: expected"):
                     raise  # the type fits but the value does not (a NaN float): say so
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -259,7 +271,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is Any:
         return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {type_name(tp)}, got {value!r}")
 
 
 def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "") -> T:
@@ -274,7 +286,8 @@ def parse_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = 
     kwargs: dict[str, Any] = {}
     for name, value in mapping.items():
         if name not in fields:
-            raise ConfigError(f"unknown key '{prefix}{name}'")
+            moved = _MOVED.get(f"{prefix}{name}")
+            raise ConfigError(f"unknown key '{prefix}{name}'" + (f" (set {moved} instead)" if moved else ""))
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             kwargs[name] = parse_section(tp, value, f"{prefix}{name}")
@@ -342,16 +355,42 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``; the value is a YAML scalar."""
+    """``"optim.lr=1e-5"`` -> ``(["optim", "lr"], 1e-05)``: the value is read as the
+    configuration field's type (``data.root=2024`` stays the string ``"2024"``); keys of the
+    free-form ``recipe`` section, and of mappings, are read as YAML."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected section.key=value")
+    parts = key.split(".")
+    tp = field_type(parts)
+    if tp is None:
+        try:
+            return parts, yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {text!r}: value is not valid YAML") from None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
-    return key.split("."), value
+        return parts, parse_typed(raw, tp)
+    except ValueError as exc:
+        raise ConfigError(f"override {key}: {exc}") from None
+
+
+def field_type(parts: list[str]) -> Any:
+    """The annotation of the configuration field ``parts`` (e.g. ``["data", "root"]``), or None
+    for a key without a schema (inside ``recipe`` or another mapping) or an unknown one (the
+    unknown key is then reported by the schema check)."""
+    cls: Any = Config
+    for part in parts:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return None
+        cls = hints[part]
+    origin = typing.get_origin(cls)
+    if dataclasses.is_dataclass(cls) or cls is dict or origin is dict or cls is Any:
+        return None
+    return cls
 
 
 def _nest(parts: list[str], value: Any) -> dict[str, Any]:
@@ -366,8 +405,13 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return parse_section(Config, data)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, updated by the YAML file at ``path`` (if any), then by dotted ``overrides``."""
+Override = Union[str, tuple[str, Any]]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[Override] = ()) -> Config:
+    """Defaults, updated by the YAML file at ``path`` (if any), then by dotted ``overrides``:
+    ``"section.key=value"`` texts (read as the field's type), or ``("section.key", value)``
+    pairs of already typed values (what command-line options give; a path may be a ``Path``)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -376,8 +420,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             config_from_dict(data)  # report the file's own errors against the file
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    for text in overrides:
-        parts, value = parse_override(text)
+    for item in overrides:
+        if isinstance(item, str):
+            parts, value = parse_override(item)
+        else:
+            key, value = item
+            parts = key.split(".")
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)  # configuration paths are strings
         data = _merge(data, _nest(parts, value))
     try:
         return config_from_dict(data)

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from ..errors import OvarError
+from ..protocols import PROTOCOLS
+from ..protocols import TRAINING_PROTOCOLS as TRAINING
 from .argtypes import checkpoint, device, non_negative_int, output_dir, positive_int, unit_interval, views
 
-PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
-TRAINING = ("base2novel", "few-shot")
 
 
 def _int_list(text: str) -> list[int]:
@@ -185,18 +185,19 @@ def _named_lists(args: argparse.Namespace, protocol: str) -> dict[str, tuple[str
     return dict(zip(unique_names(args.lists_eval), ((path, args.classes) for path in args.lists_eval)))
 
 
-def _training_overrides(args: argparse.Namespace) -> list[str]:
-    extra = []
+def _training_overrides(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """The options that set configuration keys, as typed (key, value) pairs."""
+    extra: list[tuple[str, object]] = []
     if args.seed is not None:
-        extra += [f"run.seed={args.seed}", f"data.seed={args.seed}"]
+        extra += [("run.seed", args.seed), ("data.seed", args.seed)]
     if args.device:
-        extra.append(f"run.device={args.device}")
+        extra.append(("run.device", args.device))
     if args.patch_ratio is not None and (args.config or args.recipe):
-        extra.append(f"recipe.patch_ratio={args.patch_ratio}")  # Open-VCLIP/FROSTER's own option
+        extra.append(("recipe.patch_ratio", args.patch_ratio))  # Open-VCLIP/FROSTER's own option
     if args.fusion:
-        extra.append(f"eval.fusion={args.fusion}")
+        extra.append(("eval.fusion", args.fusion))
     if args.strict:
-        extra.append("data.strict=true")
+        extra.append(("data.strict", True))
     return extra
 
 

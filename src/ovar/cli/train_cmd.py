@@ -50,18 +50,19 @@ def load_run(args: argparse.Namespace):
 
     overrides = list(args.overrides)
     for text in overrides:
-        if "=" not in text:
+        if isinstance(text, str) and "=" not in text:
             raise OvarError(f"'{text}': overrides are KEY=VALUE (e.g. optim.lr=1e-5)")
+    # Options are typed already: they go in as (key, value), never through text again.
     if args.out is not None:
-        overrides.append(f"run.out_dir={args.out}")
+        overrides.append(("run.out_dir", args.out))
     if args.strict:
-        overrides.append("data.strict=true")
+        overrides.append(("data.strict", True))
     if getattr(args, "backbone_name", None) is not None:  # train's --model/--pretrained
-        overrides.append(f"model.backbone={args.backbone_name}")
+        overrides.append(("model.backbone", args.backbone_name))
     if getattr(args, "backbone_weights", None) is not None:
-        overrides.append(f"model.pretrained={args.backbone_weights}")
+        overrides.append(("model.pretrained", args.backbone_weights))
     if getattr(args, "resume", None) is not None:
-        overrides.append(f"run.resume={args.resume}")
+        overrides.append(("run.resume", args.resume))
     config = load_config(args.config, overrides)
     name = args.recipe or config.recipe.get("name")
     if not name:

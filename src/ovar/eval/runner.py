@@ -10,20 +10,19 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm import tqdm
 
 from ..data.dataset import VideoDataset
 from ..data.loader import build_loader
-from ..devices import autocast, resolve_precision
+from ..devices import resolve_precision
 from .metrics import Metrics, compute_metrics
 from .plots import plot_confusion, plot_per_class
+from .scoring import score_batches
 from .scores import ScoreStore
 
 logger = logging.getLogger(__name__)
@@ -85,28 +84,25 @@ def _subset(dataset: VideoDataset, indices: list[int]) -> VideoDataset:
     return part
 
 
-@torch.no_grad()
 def _score(scorer: Any, dataset: VideoDataset, positions: list[int], class_names: Sequence[str],
            store: ScoreStore, batch_size: int, workers: int, precision: str,
            descriptions: Sequence[str] | None, progress: bool) -> None:
     device = scorer.device
-    classifier = scorer.classifier(list(class_names), descriptions)
+    with torch.no_grad():
+        classifier = scorer.classifier(list(class_names), descriptions)
     precision = resolve_precision(precision, device, "--precision")
     loader = build_loader(dataset, batch_size, workers=workers, shuffle=False, seed=0, distributed=False,
                           pin_memory=device.type == "cuda")
     last_flush = time.monotonic()
     try:
-        bar = tqdm(loader, total=len(loader), desc="eval", file=sys.stderr, dynamic_ncols=True, leave=False,
-                   disable=not progress)
-        for batch in bar:
+        for done in score_batches(loader, lambda batch: scorer.score(batch["video"], classifier), device, precision,
+                                  progress=progress):
+            batch = done.batch
             for local in batch["failed"]:
                 reason = next((f.reason for f in batch["failures"] if f.path == dataset.paths[local]), "undecodable")
                 store.add_failure(positions[local], reason)
-            if batch["video"] is not None:
-                video = batch["video"].to(device, non_blocking=True)
-                with autocast(precision, device):
-                    scores = scorer.score(video, classifier)
-                store.add([positions[i] for i in batch["index"].tolist()], scores.float())
+            if done.scores is not None:
+                store.add([positions[i] for i in batch["index"].tolist()], done.scores)
             if time.monotonic() - last_flush > FLUSH_SECONDS:
                 store.flush()
                 last_flush = time.monotonic()

@@ -11,9 +11,6 @@ from torch import nn
 from ..errors import OvarError
 from .views import check_rule, score_views
 
-# VideoTextModel.view_fusion (what `ovar predict` uses) -> the fusion rule of the same meaning.
-_MODEL_RULES = {"features": "features", "scores": "mean_softmax"}
-
 
 class _Scorer:
     """Keeps one classifier per class list (class texts are encoded once per list and run)."""
@@ -45,8 +42,7 @@ class ModelScorer(_Scorer):
     def __init__(self, model: nn.Module, fusion: str | None = None) -> None:
         super().__init__()
         self.model = model.eval()
-        own = getattr(model, "eval_fusion", None) or _MODEL_RULES.get(getattr(model, "view_fusion", ""), "features")
-        self.fusion = check_rule(fusion or own)
+        self.fusion = check_rule(fusion or getattr(model, "view_fusion", "features"))
 
     def _build_classifier(self, names: list[str], descriptions: Sequence[str] | None) -> torch.Tensor:
         return self.model.classifier(names, descriptions=descriptions)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..errors import LabelError, OvarError, VideoDecodeError
 from ..models.loading import load_model
+from ..models.view_fusion import view_probabilities
 from ..models.zero_shot import VideoTextModel
 from ..text import check_labels, read_descriptions, short_name
 from ..video import ClipSampler, parse_sampling, parse_views
@@ -216,15 +217,6 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
     deliver(batcher.finish())
     bar.close()
     assembler.flush()
-
-
-def view_probabilities(model: VideoTextModel, views: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-    """(C,) class probabilities of one video from its (V, E) view embeddings, fused the model's way."""
-    views = views.float()
-    if model.view_fusion == "scores":
-        return model.probabilities(views, classifier).mean(dim=0).cpu()
-    # average the views' embeddings, then score once
-    return model.probabilities(views.mean(dim=0, keepdim=True), classifier)[0].cpu()
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

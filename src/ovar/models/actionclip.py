@@ -26,11 +26,17 @@ class ActionCLIPModel(FusedVideoTextModel):
     """
 
     kind = "actionclip"
-    eval_fusion = "mean_softmax"  # per view the template-averaged softmax, then the mean
+    view_fusion = "mean_softmax"  # per view the template-averaged softmax, then the mean
 
     def __init__(self, backbone: ClipBackbone, *, fusion: str = "Transf", frames: int = 8,
-                 templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None) -> None:
+                 templates: str | Sequence[str] = "actionclip", fusion_args: dict[str, Any] | None = None,
+                 view_fusion: str | None = None) -> None:
         super().__init__(backbone, fusion=fusion, frames=frames, templates=templates, fusion_args=fusion_args)
+        if view_fusion is not None and view_fusion != type(self).view_fusion:
+            # A recipe training this network with another test rule (Text4Vis's NCE baseline
+            # averages features): the model file keeps the rule, so predict uses it too.
+            self.view_fusion = view_fusion
+            self.build_args["view_fusion"] = view_fusion
 
     def classifier(self, names: Sequence[str], templates: str | Sequence[str] | None = None, *,
                    descriptions: Sequence[str] | None = None, cache=True) -> torch.Tensor:
@@ -55,6 +61,11 @@ class ActionCLIPModel(FusedVideoTextModel):
         if weights.dim() == 2:
             return TEST_SCALE * video @ weights.t()
         return TEST_SCALE * torch.einsum("be,kce->bkc", video, weights)
+
+    def class_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C): the mean over templates of the per-template logits (``classifier`` is this
+        model's (K, C, E) one)."""
+        return self.logits(video_embeddings, classifier).mean(dim=1)
 
     def per_template_probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, K, C) softmax over classes for each template."""

@@ -50,13 +50,11 @@ class ExpandedViewVideoEncoder(nn.Module):
 class OpenVCLIPModel(VideoTextModel):
     """Open-VCLIP at test time (and the network FROSTER trains).
 
-    ``view_fusion = "features"``: averaging the (un-normalised) view embeddings gives the
-    mean of the per-view logits, i.e. the original's sum of view logits up to a constant.
+    Views: the original's sum of per-view logits (``sum_logits``).
     """
 
     kind = "open_vclip"
-    view_fusion = "features"
-    eval_fusion = "sum_logits"  # the original's rule, exactly
+    view_fusion = "sum_logits"  # the original's rule, exactly
 
     def __init__(self, backbone: ClipBackbone, *, frames: int = 8, templates: str | Sequence[str] = "open_vclip",
                  temporal: str = "expand_temporal_view") -> None:

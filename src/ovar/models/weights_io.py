@@ -52,9 +52,17 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return load_safetensors(str(path), device="cpu")
 
 
+def read_saved(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """What ovar saved with ``torch.save`` (a model file, a training checkpoint, averaged
+    weights): the one reader of such files, ``torch.load(weights_only=True)``, so nothing
+    but tensors and plain data is ever unpickled.  Errors are torch's own; see
+    :func:`load_file` for the one-line user error."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_file(path: str | Path, what: str) -> Any:
-    """``torch.load(weights_only=True)`` of ``path``; a missing or unreadable file is a
-    one-line :class:`ModelError` naming the file (``what`` says what it should be)."""
+    """:func:`read_saved` of ``path``; a missing or unreadable file is a one-line
+    :class:`ModelError` naming the file (``what`` says what it should be)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found")
@@ -62,7 +70,7 @@ def load_file(path: str | Path, what: str) -> Any:
         raise ModelError(f"{path}: a safetensors file holds bare weights, not a {what}; it is taken "
                          f"where CLIP weights are (--pretrained, --clip, `ovar weights interpolate`)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_saved(path)
     except Exception as exc:  # torch raises many types for a damaged or unsafe file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: cannot read {what} ({first})") from exc
@@ -106,7 +114,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], bool]:
             obj = read_torchscript(path)
             openai_file = True
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = read_saved(path)
     except ModelError:
         raise
     except Exception as exc:  # torch/safetensors raise many types for a bad file

@@ -25,12 +25,8 @@ class VideoTextModel(nn.Module):
     """
 
     view_fusion = "features"
-    """How :func:`ovar.predict` fuses a video's views: ``"features"`` averages the video
-    embeddings before scoring; ``"scores"`` averages the per-view probabilities."""
-
-    eval_fusion = "features"
-    """The view fusion rule of :mod:`ovar.eval.views` that ``ovar eval`` applies: the
-    original method's own test-time rule."""
+    """How a video's views are fused (a rule of :mod:`ovar.models.view_fusion`): the
+    original method's own test-time rule, used alike by predict, serve and eval."""
 
     def __init__(self, backbone: ClipBackbone, video_encoder: nn.Module | None = None, *,
                  frames: int = 8, templates: str | Sequence[str] = "open_vclip") -> None:
@@ -62,6 +58,11 @@ class VideoTextModel(nn.Module):
         """(B, E) x (C, E) -> (B, C) scaled cosine similarities."""
         scale = self.backbone.logit_scale.clamp(max=_MAX_LOGIT_SCALE)
         return scale * F.normalize(video_embeddings.float(), dim=-1) @ classifier.float().t()
+
+    def class_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(B, C): one logit per class, what the logit-fusing view rules add up; models whose
+        :meth:`logits` keep more apart (ActionCLIP's templates) override this."""
+        return self.logits(video_embeddings, classifier)
 
     def probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, C) class probabilities; models with another test-time rule (e.g. averaging

@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 _SINGLE = ("*", " full")  # report columns of one list, not mean ± std
-PROTOCOLS = ("closed", "cross-dataset", "half-classes", "base2novel", "few-shot")
 
 
 @dataclass
@@ -54,6 +53,7 @@ class PartResult:
     missing: list[str] = field(default_factory=list)
     failed: list[list[str]] = field(default_factory=list)  # [path, reason]
     mean_ap: float | None = None
+    frames: int | None = None  # frames per clip the part was scored with
 
 
 class ProtocolRun:
@@ -120,7 +120,8 @@ class ProtocolRun:
                             f"{failed[0][0] if failed else '-'}: {failed[0][1] if failed else '-'})")
         return PartResult(part.key, part.dataset, part.group, data.source, float(m.top1), float(m.top5),
                           float(m.mean_class_accuracy), int(evaluated.num_videos), data.total,
-                          len(data.class_names), data.missing, failed, _maybe_float(m.mean_ap))
+                          len(data.class_names), data.missing, failed, _maybe_float(m.mean_ap),
+                          dataset.sampler.frames)
 
     def finish(self, title: str, model_label: str, tables: list[Table], summary: dict[str, Any],
                grouped: tuple | None = None) -> dict[str, Any]:
@@ -128,8 +129,17 @@ class ProtocolRun:
         bar chart ``(file name, title, groups, {series: values})``."""
         return write_report(self.out, title=title, protocol=self.protocol, model=model_label, tables=tables,
                             summary=summary, parts=[asdict(r) for r in self.results],
-                            settings=self.settings.report(), training_missing=self.training_missing,
+                            settings=self._settings_used(), training_missing=self.training_missing,
                             grouped=grouped)
+
+    def _settings_used(self) -> dict[str, Any]:
+        """The settings as the report shows them, with the frame count the clips really had
+        (a model file brings its own; parts scored with different counts list each)."""
+        report = self.settings.report()
+        used = sorted({r.frames for r in self.results if r.frames is not None})
+        if used:
+            report["frames"] = used[0] if len(used) == 1 else used
+        return report
 
 
 def _status(message: str) -> None:

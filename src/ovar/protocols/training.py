@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import Config, load_config, to_dict
+from ..config import Config, Override, load_config, to_dict
 from ..data.lists import write_list
 from ..data.records import VideoRecord
 from ..errors import OvarError
@@ -37,11 +37,11 @@ class RecipeSpec:
     config_file: str | None = None
     overrides: Sequence[str] = ()
     recipe: str | None = None
-    extra: list[str] = field(default_factory=list)  # overrides the protocol adds (seed, device)
+    extra: list[Override] = field(default_factory=list)  # typed overrides the protocol adds (seed, device)
 
-    def config(self, *more: str) -> Config:
+    def config(self, *more: Override) -> Config:
         for text in self.overrides:
-            if "=" not in text:
+            if isinstance(text, str) and "=" not in text:
                 raise OvarError(f"'{text}': overrides are KEY=VALUE (e.g. optim.lr=1e-5)")
         return load_config(self.config_file, [*self.overrides, *self.extra, *more])
 
@@ -86,13 +86,13 @@ def train_source(spec: RecipeSpec, run_dir: Path, records: Sequence[VideoRecord]
     checkpoint when they match and is started afresh when they do not (or when it left no
     checkpoint), so a failed first attempt never blocks a corrected one.
     """
-    more = [f"data.root={settings.root}", f"data.train_list={run_dir / 'train_list.csv'}",
-            f"data.classes={run_dir / 'classes.json'}", "data.val_list=", "data.shot=",
-            f"run.out_dir={run_dir}", "run.resume="]
+    more: list[Override] = [("data.root", settings.root), ("data.train_list", run_dir / "train_list.csv"),
+                            ("data.classes", run_dir / "classes.json"), ("data.val_list", None), ("data.shot", None),
+                            ("run.out_dir", run_dir), ("run.resume", None)]
     config = spec.config(*more)
     if few_shot is not None:
         repeat = few_shot_repeat(spec, config, few_shot[0], few_shot[1], len(class_names))
-        config = spec.config(*more, f"data.repeat={repeat * config.data.repeat}")
+        config = spec.config(*more, ("data.repeat", repeat * config.data.repeat))
     identity = _identity(config, records, class_names)
     recorded = _recorded(run_dir)
     same = recorded == identity

@@ -14,7 +14,7 @@ from ..losses.symmetric_kl import global_symmetric_kl_loss
 from ..models.actionclip import ActionCLIPModel
 from ..models.temporal import FUSION_TYPES
 from ..text.templates import resolve_templates
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
 from .clip_recipe import ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
@@ -45,7 +45,7 @@ class ActionCLIPTrainer(nn.Module):
 
 
 class ActionCLIPRecipe(ClipVideoRecipe):
-    view_fusion = "mean_softmax"  # per view: the mean over templates of the softmax
+    model_class = ActionCLIPModel  # its view_fusion is the recipe's rule
     original = "actionclip"
     options_class: type = ActionCLIPOptions
     loss_mode = "nce"  # symmetric KL (see ovar.losses.symmetric_kl)
@@ -65,22 +65,15 @@ class ActionCLIPRecipe(ClipVideoRecipe):
 
     def build_model(self) -> nn.Module:
         model = ActionCLIPModel(self.backbone(), fusion=self.opts.fusion, frames=self.config.data.frames,
-                                templates=self.opts.templates)
-        return ActionCLIPTrainer(model)
+                                templates=self.opts.templates, view_fusion=self.view_fusion)
+        return self.with_trainable(ActionCLIPTrainer(model))
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        # The original's AdamW decays every parameter (no bias/norm exemption).
-        text, visual, fusion = ParamGroup("text", decay_rule="all"), \
-            ParamGroup("visual", lr_scale=self.opts.visual_lr_ratio, decay_rule="all"), \
-            ParamGroup("fusion", lr_scale=self.opts.fusion_lr_ratio, decay_rule="all")
-        for name, param in model.named_parameters():
-            if name.startswith("model.video_encoder.fusion."):
-                fusion.params.append((name, param))
-            elif name.startswith("model.backbone.clip.visual."):
-                visual.params.append((name, param))
-            else:  # text tower, token/position embeddings and logit_scale
-                text.params.append((name, param))
-        return [g for g in (text, visual, fusion) if g.params]
+    def trainable(self) -> list[Trainable]:
+        # Both towers train, the image tower and the fusion module at their own rates; the
+        # original's AdamW decays every parameter (no bias/norm exemption).
+        return [Trainable("text", ("",), decay_rule="all"),  # text tower, token/position embeddings, logit_scale
+                Trainable("visual", ("model.backbone.clip.visual.",), self.opts.visual_lr_ratio, decay_rule="all"),
+                Trainable("fusion", ("model.video_encoder.fusion.",), self.opts.fusion_lr_ratio, decay_rule="all")]
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         labels = batch["label"]

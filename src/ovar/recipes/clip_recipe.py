@@ -40,7 +40,16 @@ class EvalModel(nn.Module):
 
 class ClipVideoRecipe(Recipe):
     """Base of recipes whose model is a :class:`VideoTextModel` held by a training wrapper
-    (attribute ``model``) and trained on ``data.*`` lists of labelled videos."""
+    (attribute ``model``) and trained on ``data.*`` lists of labelled videos.
+
+    ``model_class`` is the class of that model; its ``view_fusion`` is the recipe's rule.
+    """
+
+    model_class: type[VideoTextModel] = VideoTextModel
+
+    @property
+    def view_fusion(self) -> str:  # declared once, by the model the recipe trains
+        return self.model_class.view_fusion
 
     original: str | None = None
     """The original system whose test scale this recipe follows (:mod:`ovar.video.eval_scale`)."""

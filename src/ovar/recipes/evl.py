@@ -32,12 +32,14 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, rule
 from ..errors import ModelError
 from ..models.evl import EVLModel
-from ..video.clip_augment import check_rand_augment_spec
+from ..models.evl.backbone import USED_PREFIXES as TOWER_USED
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
+from ..video.clip_augment import check_rand_augment_spec
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
+TOWER = "model.backbone.clip.visual."  # the image tower's parameter names in the recipe's model
 
 @dataclass
 class CacheOptions:
@@ -129,7 +131,7 @@ class FixedViewDataset(Dataset):
 
 
 class EVLRecipe(ClipVideoRecipe):
-    view_fusion = "mean_softmax"
+    model_class = EVLModel
     original = "evl"
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -160,24 +162,22 @@ class EVLRecipe(ClipVideoRecipe):
         self._model = model
         model.video_encoder.backbone.trainable = self.opts.finetune_backbone
         self._attach_cache()
-        return EVLTrainer(model, self.layout(model), from_clips=self.opts.finetune_backbone)
+        return self.with_trainable(EVLTrainer(model, self.layout(model), from_clips=self.opts.finetune_backbone))
 
     def layout(self, model: EVLModel) -> FeatureLayout:
         blocks = model.video_encoder.backbone
         heads = blocks.visual.transformer.resblocks[0].attn.num_heads
         return FeatureLayout(blocks.num_blocks, self.config.data.frames, blocks.tokens, blocks.width, heads)
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        # Only the decoder and head train; the CLIP towers are frozen by EVLModel.
-        # wd on every trainable parameter, as released (norms, biases and the query included).
-        # With recipe.finetune_backbone the image tower's weights that reach the decoder
-        # (not ln_post/proj, nor the text tower) train too, in a group of their own.
-        tower = {id(p) for _, p in self.inner(model).video_encoder.backbone.used_parameters()}
-        groups = [ParamGroup("decoder", [(n, p) for n, p in model.named_parameters()
-                                         if p.requires_grad and id(p) not in tower], decay_rule="all")]
+    def trainable(self) -> list[Trainable]:
+        # Only the decoder and head train; the CLIP towers stay frozen.  wd on every
+        # trainable parameter, as released (norms, biases and the query included).  With
+        # recipe.finetune_backbone the image tower's weights that reach the decoder (not
+        # ln_post/proj, nor the text tower) train too, in a group of their own.
+        groups = [Trainable("decoder", ("model.video_encoder.decoder.", "model.head."), decay_rule="all")]
         if self.opts.finetune_backbone:
-            groups.append(ParamGroup("backbone", [(n, p) for n, p in model.named_parameters() if id(p) in tower],
-                                     lr_scale=self.opts.backbone_lr_scale, decay_rule="all"))
+            groups.append(Trainable("backbone", tuple(f"{TOWER}{name}" for name in TOWER_USED),
+                                    lr_scale=self.opts.backbone_lr_scale, decay_rule="all"))
         return groups
 
     def train_dataset(self) -> Dataset:

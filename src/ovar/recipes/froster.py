@@ -26,6 +26,7 @@ from ..models.open_vclip import FrosterModel
 from ..text.classifier import encode_prompts
 from ..text.descriptions import fill_prompts, read_descriptions
 from ..text.templates import resolve_templates
+from ..train.recipe import Trainable
 from .open_vclip import OpenVCLIPOptions, OpenVCLIPRecipe
 
 
@@ -82,11 +83,16 @@ class FrosterTrainer(nn.Module):
 
 class Teacher:
     """The frozen original CLIP (per-frame, no temporal modelling), kept outside the trained
-    module so it is neither checkpointed nor wrapped for distributed training."""
+    module so it is neither checkpointed nor wrapped for distributed training.
 
-    def __init__(self, backbone: ClipBackbone) -> None:
+    ``prompts`` (K templates x C classes) are the class texts it scores; being frozen, it
+    encodes them once, on its device, when first asked (:meth:`classifier`).
+    """
+
+    def __init__(self, backbone: ClipBackbone, prompts: Sequence[Sequence[str]]) -> None:
         self.backbone = backbone.eval().requires_grad_(False)
-        self._texts: torch.Tensor | None = None  # (K, C, E) unit embeddings per template
+        self.prompts = [list(p) for p in prompts]
+        self._texts: torch.Tensor | None = None  # (K, C, E) unit embeddings of self.prompts
 
     def to(self, device: torch.device) -> "Teacher":
         if self.backbone.device != device:
@@ -100,11 +106,11 @@ class Teacher:
         return F.normalize(self.backbone.encode_image(video.flatten(0, 1)).float(), dim=-1)
 
     @torch.no_grad()
-    def classifier(self, prompts: list[list[str]], picks: list[int]) -> torch.Tensor:
+    def classifier(self, picks: list[int]) -> torch.Tensor:
         """(C, E): normalised mean of the teacher's unit embeddings of templates ``picks``."""
         if self._texts is None:  # every template encoded once: the teacher never changes
-            flat = [p for per_template in prompts for p in per_template]
-            self._texts = encode_prompts(self.backbone, flat).view(len(prompts), len(prompts[0]), -1)
+            flat = [p for per_template in self.prompts for p in per_template]
+            self._texts = encode_prompts(self.backbone, flat).view(len(self.prompts), len(self.prompts[0]), -1)
         return F.normalize(self._texts[picks].mean(dim=0), dim=-1)
 
 
@@ -135,10 +141,17 @@ class FrosterRecipe(OpenVCLIPRecipe):
 
     def build_model(self) -> nn.Module:
         model = self.make_model()
-        model.backbone.clip.requires_grad_(True)  # both towers and the logit scale train
+        teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained), self.prompts)
+        # The projectors are drawn after the teacher (the same random draws as ever).
+        trainer = self.with_trainable(FrosterTrainer(model, self.opts.projector_scale))
         self._capture_anchor(model)
-        self._teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained))
-        return FrosterTrainer(model, self.opts.projector_scale)
+        self._teacher = teacher
+        return trainer
+
+    def trainable(self) -> list[Trainable]:
+        # Both towers, the logit scale and the projectors: everything of the student, with
+        # Open-VCLIP's ZERO_WD_1D_PARAM decay rule.
+        return [Trainable("clip", ("",), decay_rule="no_vectors")]
 
     def teacher(self, device: torch.device) -> Teacher:
         if self._teacher is None:
@@ -167,7 +180,7 @@ class FrosterRecipe(OpenVCLIPRecipe):
         logits, v_s, t_s = model(video, tokens)
         teacher = self.teacher(labels.device)
         v_t = teacher.frame_features(video)
-        t_t = teacher.classifier(self.prompts, picks)
+        t_t = teacher.classifier(picks)
         ce = F.cross_entropy(logits.float(), labels)
         video_term, text_term = feature_distillation_loss(v_s, v_t, t_s, t_t)
         loss = ce + self.opts.distillation_ratio * (video_term + text_term)

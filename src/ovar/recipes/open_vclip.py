@@ -28,7 +28,7 @@ from ..models.temporal.expand_view import TEMPORAL_TYPES
 from ..models.mixing import mix
 from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from .running_average import RunningAverage
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe, EvalModel
 from .video_data import Augment
 
@@ -78,7 +78,7 @@ class OpenVCLIPTrainer(nn.Module):
 
 
 class OpenVCLIPRecipe(ClipVideoRecipe):
-    view_fusion = "sum_logits"
+    model_class = OpenVCLIPModel
     original = "open_vclip"
     options_class = OpenVCLIPOptions
 
@@ -102,13 +102,11 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     def build_model(self) -> nn.Module:
         model = self.make_model()
-        clip = model.backbone.clip
-        for name, param in clip.named_parameters():  # the text tower stays as pretrained
-            param.requires_grad_(name.startswith("visual.") or name == "logit_scale")
         with torch.no_grad():  # computed once from the pretrained text tower, as the original
             classifier = model.classifier(self.class_names, cache=False)
-        self._capture_anchor(model)
-        return OpenVCLIPTrainer(model, classifier)
+        trainer = self.with_trainable(OpenVCLIPTrainer(model, classifier))
+        self._capture_anchor(model)  # after requires_grad is set: the anchor holds what trains
+        return trainer
 
     def _capture_anchor(self, model: OpenVCLIPModel) -> None:
         # The pretrained CLIP weights, taken before training or resuming changes them.
@@ -123,10 +121,11 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
             self._anchor = {k: v.to(device) for k, v in self._anchor.items()}
         return self._anchor
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+    def trainable(self) -> list[Trainable]:
+        # The image tower and the logit scale; the text tower stays as pretrained.
         # ZERO_WD_1D_PARAM: biases and 1-D tensors are exempt, the 0-D logit_scale decays.
-        return [ParamGroup("clip", [(n, p) for n, p in model.named_parameters() if p.requires_grad],
-                           decay_rule="no_vectors")]
+        return [Trainable("clip", ("model.backbone.clip.visual.", "model.backbone.clip.logit_scale"),
+                          decay_rule="no_vectors")]
 
     # --- training ----------------------------------------------------------------------
 
@@ -173,7 +172,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
     def end_epoch(self, model: nn.Module, epoch: int, run_dir: Path) -> None:
         average = self._average(run_dir)
         if average is not None and average.wants(epoch):
-            average.add({n: p for n, p in model.named_parameters() if p.requires_grad}, epoch)
+            average.add({n: p for g in self.param_groups(model) for n, p in g.params}, epoch)
 
     def finalize(self, model: nn.Module, run_dir: Path) -> None:
         """Load the epoch average (when configured) into ``model``, then export the model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..train.checkpoint import save_atomic
+from ..train.checkpoint import load, save_atomic
 
 
 class RunningAverage:
@@ -28,7 +28,7 @@ class RunningAverage:
 
     def _read(self) -> dict:
         if self.path.is_file():
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            return load(self.path)
         return {"sum": {}, "epochs": []}
 
     def add(self, state: dict[str, torch.Tensor], epoch: int) -> bool:

@@ -12,7 +12,7 @@ from torch import nn
 from ..config import rule
 from ..models.temporal import FUSION_TYPES
 from ..models.text4vis import Text4VisModel
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
 from .clip_recipe import ClipVideoRecipe
 from .video_data import Augment
 
@@ -40,7 +40,7 @@ class Text4VisTrainer(nn.Module):
 
 
 class Text4VisRecipe(ClipVideoRecipe):
-    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    model_class = Text4VisModel
     original = "text4vis"
     few_shot_epoch = "full"  # the K-shot list is repeated so an epoch has the full set's size
     def __init__(self, config) -> None:
@@ -59,17 +59,15 @@ class Text4VisRecipe(ClipVideoRecipe):
                               templates=self.opts.templates)
         with torch.no_grad():  # the pretrained text tower's embeddings, computed once
             classifier = model.classifier(self.class_names, cache=False)
-        return Text4VisTrainer(model, classifier)
+        return self.with_trainable(Text4VisTrainer(model, classifier))
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        # Weight decay on everything, as released (no bias/norm exemption).
-        backbone = ParamGroup("visual", lr_scale=self.config.optim.backbone_lr_ratio, decay_rule="all")
-        fusion = ParamGroup("fusion", decay_rule="all")
-        for name, param in model.named_parameters():
-            if not param.requires_grad:
-                continue  # the text tower stays as pretrained
-            (fusion if name.startswith("model.video_encoder.fusion.") else backbone).params.append((name, param))
-        return [g for g in (backbone, fusion) if g.params]
+    def trainable(self) -> list[Trainable]:
+        # The image tower (and the logit scale) at the backbone rate, the fusion module at the
+        # base rate; the classifier's text tower stays as pretrained.  Weight decay on
+        # everything, as released (no bias/norm exemption).
+        return [Trainable("visual", ("model.backbone.clip.visual.", "model.backbone.clip.logit_scale"),
+                          self.config.optim.backbone_lr_ratio, decay_rule="all"),
+                Trainable("fusion", ("model.video_encoder.fusion.",), decay_rule="all")]
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         return {"loss": F.cross_entropy(model(batch["video"]), batch["label"])}

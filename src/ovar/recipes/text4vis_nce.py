@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import rule
 from .actionclip import ActionCLIPOptions, ActionCLIPRecipe
-from ..train.recipe import ParamGroup
+from ..train.recipe import Trainable
 from .video_data import Augment
 
 
@@ -30,7 +30,9 @@ class Text4VisNCEOptions(ActionCLIPOptions):
 
 class Text4VisNCERecipe(ActionCLIPRecipe):
     original = "text4vis"  # test scale and test frames
-    view_fusion = "features"  # Text4Vis averages the views' video features, then scores
+    # Text4Vis averages the views' video features, then scores; the model it builds carries
+    # the rule (ActionCLIPModel's own is mean_softmax), so predict fuses as evaluation does.
+    view_fusion = "features"
     few_shot_epoch = "full"
     options_class = Text4VisNCEOptions
 
@@ -42,11 +44,8 @@ class Text4VisNCERecipe(ActionCLIPRecipe):
         ra = tuple(self.opts.rand_augment) if self.opts.rand_augment else None
         return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=ra)
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        groups = super().param_groups(model)
-        if self.opts.fix_text:
-            groups = [g for g in groups if g.name != "text"]
-            for name, param in model.named_parameters():
-                if not any(param is p for g in groups for _, p in g.params):
-                    param.requires_grad_(False)
-        return groups
+    def trainable(self) -> list[Trainable]:
+        # ActionCLIP's groups; with fix_text the text group (text tower, embeddings and
+        # logit scale) is left out, so it stays frozen.
+        groups = super().trainable()
+        return [g for g in groups if g.name != "text"] if self.opts.fix_text else groups

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.weights_io import read_saved
+
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 _STEP_FILE = re.compile(r"^epoch_(\d+)_step_(\d+)\.pt$")
 
@@ -54,8 +56,9 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint, loaded safely (no arbitrary unpickling)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint, loaded safely (no arbitrary unpickling) by the one reader of saved
+    files, :func:`ovar.models.weights_io.read_saved`."""
+    return read_saved(path, map_location)
 
 
 # --- RNG state -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ..config import Config, ConfigError, save_resolved, to_yaml
 from ..data.dataset import derive_seed
 from ..data.loader import FailureLog, VideoLoader, build_loader, gather_failures, report_failures
 from ..devices import autocast, resolve_precision
+from ..eval.scoring import batch_to_device, score_batches
 from .recipe import Recipe
 from . import distributed
 from .checkpoint import CheckpointDir, remove_stale_temporaries, rng_state, save_atomic, set_rng_state
@@ -45,6 +46,8 @@ from .optim import Schedule, build_optimizer
 from .preempt import StopRequest
 from .preflight import check_config, check_run_dir, clear_run_dir
 from .resume import resume_state, warn_if_changed
+from .trainable import apply as apply_trainable
+from .trainable import trained_names, write_parameter_report
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
 
 
 def _split_output(out: torch.Tensor | dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -132,7 +130,9 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     model = recipe.build_model()
     recipe.initialize(model)  # model.init_from (fine-tuning); a resumed run overwrites it
     model = model.to(ctx.device)
-    optimizer = build_optimizer(model, recipe.param_groups(model), config.optim)
+    groups = recipe.param_groups(model)  # the recipe's one declaration of what trains
+    apply_trainable(model, groups)  # requires_grad: exactly the declared parameters
+    optimizer = build_optimizer(model, groups, config.optim)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
     train_set = recipe.train_dataset()
     # The originals drop the last partial batch (kept when there is no full batch at all).
@@ -156,6 +156,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
             for stale in [*remove_stale_temporaries(run_dir), *ckpts.remove_stale_temporaries()]:
                 log.info("removed %s (left by an interrupted write)", stale)
         save_resolved(config, run_dir)
+        write_parameter_report(run_dir, model, groups)
     logger = build_loggers(config, run_dir, enabled=ctx.is_main, resume_step=pos.step if found else None)
     if found is not None and ctx.is_main:
         log.info("resumed from %s (epoch %d, step %d)", found[0], pos.epoch, pos.step)
@@ -264,7 +265,8 @@ def _save(run: _Run, pos: _Position, *, mid_epoch: bool) -> None:
         state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                  "scaler": run.scaler.state_dict(), "epoch": pos.epoch, "step": pos.step, "batch": pos.batch,
                  "best": pos.best, "metrics": pos.metrics, "rng": rngs, "world_size": run.ctx.world_size,
-                 "log": {"sums": dict(pos.log_sums), "count": pos.log_count}, "config": to_yaml(run.config)}
+                 "log": {"sums": dict(pos.log_sums), "count": pos.log_count}, "config": to_yaml(run.config),
+                 "trainable": trained_names(run.recipe.param_groups(run.model))}
         if mid_epoch:
             run.ckpts.save_mid_epoch(state, pos.epoch, pos.step)
         else:
@@ -290,7 +292,7 @@ def _train_epoch(run: _Run, pos: _Position, stop: StopRequest) -> bool:
             group_size = min(accumulate, n - i)  # the epoch's last group may be shorter
         last = micro == group_size - 1
         _seed_step(config.run.seed, pos.epoch, pos.step, micro, ctx.rank)
-        batch = _to_device(batch, ctx.device)
+        batch = batch_to_device(batch, ctx.device)
         # Gradients are all-reduced only on the last micro-batch of a group.
         sync = contextlib.nullcontext() if last or not ctx.distributed else run.ddp.no_sync()
         with sync:
@@ -355,16 +357,14 @@ def evaluate(config: Config, recipe: Recipe, model: nn.Module) -> dict[str, floa
     hits: list[tuple[int, int, int]] = []  # (index, top-1 hit, top-5 hit)
     failed: list[int] = []
     try:
-        for batch in progress(loader, total=len(loader), desc="eval", enabled=ctx.is_main):
-            failed.extend(batch["failed"])
-            if batch["video"] is None:
+        for done in score_batches(loader, lambda batch: recipe.evaluate_batch(emodel, batch), device, precision,
+                                  progress=ctx.is_main):
+            failed.extend(done.batch["failed"])
+            if done.scores is None:
                 continue
-            batch = _to_device(batch, device)
-            with autocast(precision, device):
-                scores, labels = recipe.evaluate_batch(emodel, batch)
-            top = scores.float().topk(min(5, scores.shape[1]), dim=1).indices.cpu()
-            hit = top == labels.cpu().view(-1, 1)
-            hits.extend(zip(batch["index"].tolist(), hit[:, 0].int().tolist(), hit.any(1).int().tolist()))
+            top = done.scores.topk(min(5, done.scores.shape[1]), dim=1).indices.cpu()
+            hit = top == done.labels.cpu().view(-1, 1)
+            hits.extend(zip(done.batch["index"].tolist(), hit[:, 0].int().tolist(), hit.any(1).int().tolist()))
     finally:
         loader.close()
         emodel.train(was_training)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..config import OptimConfig, ScheduleConfig
-from .recipe import ParamGroup
+from .trainable import ParamGroup
 
 
 def no_decay(name: str, param: nn.Parameter, rule: str = "no_1d") -> bool:

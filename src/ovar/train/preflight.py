@@ -17,7 +17,7 @@ from ..config import Config, ConfigError, check_ranges
 # What a training run writes into its folder; any of them means the folder holds a run.
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final.pt", "tensorboard")
 
-_POSITIVE_INT = ("data.frames", "model.frames")
+_POSITIVE_INT = ("data.frames",)
 _NON_NEGATIVE_INT = ("train.save_every",)
 
 
@@ -26,7 +26,6 @@ def check_config(config: Config) -> None:
     (single values with a range or a set of choices are checked when the config is read,
     see :func:`ovar.config.rule`; these need a parser or another module's table)."""
     check_ranges(config, _POSITIVE_INT, _NON_NEGATIVE_INT)
-    _check_sampling(config)
     _check_evaluation(config)
     check_device(config.run.device)
 
@@ -49,15 +48,6 @@ def _check_evaluation(config: Config) -> None:
             parse_eval_scale(config.data.test_scale)
         except ValueError as exc:
             raise ConfigError(f"data.test_scale: {exc}") from None
-
-
-def _check_sampling(config: Config) -> None:
-    from ..video import parse_sampling
-
-    try:
-        parse_sampling(config.data.sampling, frames=config.data.frames)
-    except ValueError as exc:
-        raise ConfigError(f"data.sampling: {exc}") from None
 
 
 def check_device(name: str) -> None:

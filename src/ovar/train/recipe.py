@@ -4,16 +4,16 @@ The engine owns the interface it drives; the recipes themselves and their regist
 :mod:`ovar.recipes`.
 
 The engine (:mod:`ovar.train.loop`) knows nothing about any method.  A recipe says which
-model to build, which parameters train and at which learning rate
-(:meth:`Recipe.param_groups`), what the loss is (:meth:`Recipe.training_step`), how a batch
-is scored at evaluation (:meth:`Recipe.evaluate_batch`; the engine computes the metrics)
-and what happens after training (:meth:`Recipe.finalize`).
+model to build, which parameters train, at which learning rate and with which weight decay
+(:meth:`Recipe.trainable`, declared once; see :mod:`ovar.train.trainable`), what the loss
+is (:meth:`Recipe.training_step`), how a batch is scored at evaluation
+(:meth:`Recipe.evaluate_batch`; the engine computes the metrics) and what happens after
+training (:meth:`Recipe.finalize`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +22,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import Config
+from .trainable import ParamGroup, Trainable, apply, resolve
 
-
-@dataclass
-class ParamGroup:
-    """Parameters that train together.
-
-    ``lr_scale`` multiplies the base learning rate; with ``weight_decay`` the group takes
-    ``optim.weight_decay`` except on the parameters ``decay_rule`` exempts (the engine
-    splits them off, see :func:`ovar.train.optim.no_decay`): ``"no_1d"`` biases and
-    0-/1-D parameters, ``"all"`` none (ActionCLIP, Text4Vis, EVL), ``"no_vectors"`` biases
-    and 1-D parameters but not 0-D ones such as ``logit_scale`` (PySlowFast's
-    ``ZERO_WD_1D_PARAM``: Open-VCLIP, FROSTER).
-    """
-
-    name: str
-    params: list[tuple[str, nn.Parameter]] = field(default_factory=list)  # (name, parameter)
-    lr_scale: float = 1.0
-    weight_decay: bool = True
-    decay_rule: str = "no_1d"
+__all__ = ["ParamGroup", "Recipe", "Trainable"]
 
 
 class Recipe(ABC):
@@ -52,7 +36,7 @@ class Recipe(ABC):
     gradient in a step."""
 
     view_fusion: str = "mean_softmax"
-    """How evaluation fuses a video's views (a rule of :mod:`ovar.eval.views`), as the
+    """How evaluation fuses a video's views (a rule of :mod:`ovar.models.view_fusion`), as the
     method's original code does; ``eval.fusion`` overrides it."""
 
     def __init__(self, config: Config) -> None:
@@ -62,12 +46,24 @@ class Recipe(ABC):
     def build_model(self) -> nn.Module:
         """The module that trains (on CPU; the engine moves it to the device)."""
 
-    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        """Which parameters train, and how.  Parameters in no group are frozen.
+    def trainable(self) -> list[Trainable]:
+        """The recipe's one declaration of what trains: :class:`Trainable` groups (name,
+        parameter-name prefixes, lr scale, weight decay and its rule).  Everything else is
+        frozen.  Default: every parameter in one group at the base learning rate."""
+        return [Trainable("all", ("",))]
 
-        Default: every parameter of ``model`` in one group at the base learning rate.
-        """
-        return [ParamGroup("all", list(model.named_parameters()))]
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        """The parameters of ``model`` in each group of :meth:`trainable`.  The optimiser,
+        ``requires_grad``, the checkpoint's record of what trained and the parameter report
+        all read this."""
+        return resolve(model, self.trainable())
+
+    def with_trainable(self, model: nn.Module) -> nn.Module:
+        """``model`` with ``requires_grad`` set from :meth:`param_groups` (True exactly for
+        the parameters that train); a recipe's :meth:`build_model` returns this, and the
+        engine applies it again to whatever a recipe built."""
+        apply(model, self.param_groups(model))
+        return model
 
     def initialize(self, model: nn.Module) -> None:
         """Start from ``model.init_from`` (a trained checkpoint or model file) when set:

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Names (in an open_clip image tower) of the parameters that reach the block features the
+# decoder reads: everything but ln_post and proj.
+USED_PREFIXES = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.", "transformer.")
 
 class BlockFeatures(NamedTuple):
     """One backbone block's outputs for ``N`` images of ``L`` tokens (class token first)."""
@@ -65,8 +68,7 @@ class FrozenClipBlocks(nn.Module):
 
     def used_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The image tower's parameters that reach the block features (all but ``ln_post``/``proj``)."""
-        return [(name, param) for name, param in self.visual.named_parameters()
-                if not name.startswith(("ln_post.", "proj"))]
+        return [(name, param) for name, param in self.visual.named_parameters() if name.startswith(USED_PREFIXES)]
 
     def forward(self, images: torch.Tensor) -> list[BlockFeatures]:
         """(N, 3, S, S) normalised images -> features of the last ``num_blocks`` blocks, in order."""

@@ -59,15 +59,14 @@ class EVLModel(VideoTextModel):
     ``forward(clips)`` gives (B, num_classes) logits. For :func:`ovar.predict`,
     :meth:`classifier` maps requested label names to head rows (they must be among
     ``class_names``) and :meth:`probabilities` is the softmax over those rows. EVL's own
-    multi-view rule (softmax per view, then the mean) is :meth:`view_fused_scores`.
+    multi-view rule (softmax per view, then the mean) is :attr:`view_fusion`.
     The CLIP weights are stored in saved model files; they train only with the recipe's
     ``finetune_backbone``.
     """
 
     kind = "evl"
     class_dependent = ("head.2.weight", "head.2.bias")  # one row per class (init_from remaps them by name)
-    view_fusion = "scores"  # EVL: softmax per view, then the mean over views
-    eval_fusion = "mean_softmax"
+    view_fusion = "mean_softmax"  # EVL: softmax per view, then the mean over views
 
     def __init__(self, backbone: ClipBackbone, *, class_names: Sequence[str], num_frames: int = 8,
                  num_layers: int = 4, num_heads: int | None = None, qkv_dim: int | None = None,
@@ -138,4 +137,6 @@ class EVLModel(VideoTextModel):
 
     def view_fused_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(V, C) logits of V views of one video -> (C,) EVL's test score (mean of per-view softmax)."""
-        return logits.softmax(dim=-1).mean(dim=0)
+        from ..view_fusion import fuse_scores
+
+        return fuse_scores(logits.softmax(dim=-1)[None], self.view_fusion)[0]
