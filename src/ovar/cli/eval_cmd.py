@@ -69,8 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="with an original codebase's --checkpoint: the CLIP file it was trained from")
     model.add_argument("--patch-ratio", type=unit_interval, default=None, metavar="R",
                        help="Open-VCLIP/FROSTER: evaluate R*theta_CLIP + (1-R)*theta (the released evaluation: 0.5)")
-    model.add_argument("--model", default=None, help="bare CLIP backbone name, e.g. ViT-B-16 (frozen baseline)")
-    model.add_argument("--pretrained", default="openai", help="with --model: open_clip tag, weights file or 'none'")
+    model.add_argument("--model", default=None,
+                       help="bare CLIP backbone name, e.g. ViT-B-16 (frozen baseline); with --recipe/--config: "
+                            "the recipe's backbone (model.backbone)")
+    model.add_argument("--pretrained", default=None,
+                       help="open_clip tag, weights file or 'none' (default openai); with --recipe/--config: "
+                            "the recipe's backbone weights (model.pretrained)")
     model.add_argument("--templates", default=None, help="with --model: prompt templates (default open_vclip)")
     model.add_argument("--config", metavar="FILE", default=None, help="recipe config (YAML differences from defaults)")
     model.add_argument("--recipe", default=None, help="recipe name, or 'module:name' for a user module")
@@ -121,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         source = spec.checkpoint(args.checkpoint, settings) if args.config or args.recipe else \
             model_file(args.checkpoint, settings, args.clip, args.patch_ratio)
-    elif args.model:
-        source = bare_clip(args.model, args.pretrained, settings, args.templates)
+    elif args.model and not (args.config or args.recipe):
+        source = bare_clip(args.model, args.pretrained or "openai", settings, args.templates)
     elif args.protocol in TRAINING and (args.recipe or config.recipe.get("name")):
+        spec.check(config)
         source = None  # trained inside the protocol
     else:
         extra = ", or --recipe/--config to train" if args.protocol in TRAINING else ""
@@ -192,6 +197,11 @@ def _training_overrides(args: argparse.Namespace) -> list[tuple[str, object]]:
         extra += [("run.seed", args.seed), ("data.seed", args.seed)]
     if args.device:
         extra.append(("run.device", args.device))
+    if args.config or args.recipe:  # --model/--pretrained name the recipe's backbone, as in ovar train
+        if args.model:
+            extra.append(("model.backbone", args.model))
+        if args.pretrained is not None:
+            extra.append(("model.pretrained", args.pretrained))
     if args.patch_ratio is not None and (args.config or args.recipe):
         extra.append(("recipe.patch_ratio", args.patch_ratio))  # Open-VCLIP/FROSTER's own option
     if args.fusion:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import Config, Override, load_config, to_dict
+from ..config import Config, Override, load_config, parse_section, to_dict
 from ..data.lists import write_list
 from ..data.records import VideoRecord
 from ..errors import OvarError
@@ -50,6 +50,15 @@ class RecipeSpec:
         if not name:
             raise OvarError("no recipe: pass --recipe NAME or set recipe.name in the config")
         return name
+
+    def check(self, config: Config) -> None:
+        """ConfigError for a recipe name or ``recipe.*`` option the recipe cannot take, before
+        a protocol writes anything (the recipe itself is built per dataset later)."""
+        from ..recipes import load_recipe
+
+        options = getattr(load_recipe(self.name(config)), "options_class", None)
+        if options is not None:
+            parse_section(options, {k: v for k, v in config.recipe.items() if k != "name"}, "recipe")
 
     def build(self, config: Config) -> Any:
         from ..recipes import load_recipe

@@ -54,6 +54,8 @@ class ClipVideoRecipe(Recipe):
     original: str | None = None
     """The original system whose test scale this recipe follows (:mod:`ovar.video.eval_scale`)."""
     few_shot_epoch: str = "subset"
+    options_class: type | None = None
+    """The dataclass of the recipe's ``recipe.*`` keys (:meth:`options`)."""
     """``data.shot_epoch`` default: ``"full"`` repeats a K-shot list to the full list's size."""
 
     @property

@@ -133,9 +133,10 @@ class FixedViewDataset(Dataset):
 class EVLRecipe(ClipVideoRecipe):
     model_class = EVLModel
     original = "evl"
+    options_class: type = EVLOptions
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.opts = self.options(EVLOptions)
+        self.opts = self.options(self.options_class)
         if self.opts.rand_augment is not None:
             try:
                 check_rand_augment_spec(self.opts.rand_augment)

@@ -42,10 +42,11 @@ class Text4VisTrainer(nn.Module):
 class Text4VisRecipe(ClipVideoRecipe):
     model_class = Text4VisModel
     original = "text4vis"
+    options_class: type = Text4VisOptions
     few_shot_epoch = "full"  # the K-shot list is repeated so an epoch has the full set's size
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.opts = self.options(Text4VisOptions)
+        self.opts = self.options(self.options_class)
 
     def augment(self) -> Augment:
         # Short side 256 (for 224 crops), RandAugment N=2 M=9 (as the released logs ran; the
