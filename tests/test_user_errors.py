@@ -274,7 +274,8 @@ def test_help_imports_no_heavy_module():
 
 
 def test_parser_choices_match_the_library():
-    """The converter's option names are spelt out in the CLI (no torch import); they must not drift."""
+    """The converter's option names come from the hub's tables (no torch import); the models build
+    exactly those."""
     from ovar.cli import convert_cmd
     from ovar.models.convert import SOURCES
     from ovar.models.temporal import FUSION_TYPES

@@ -37,6 +37,12 @@ RECIPES: dict[str, str] = {
     "text4vis_nce": "ovar.recipes.text4vis_nce:Text4VisNCERecipe",
 }
 
+# Names the original codebases give their temporal modules, read by the model classes and
+# by `ovar convert`'s parser (which must not import torch).
+FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")  # ActionCLIP/Text4Vis fusion
+TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2",
+                  "expand_temporal_view_step3")  # Open-VCLIP/FROSTER temporal attention
+
 CHECKPOINT_SOURCES: dict[str, str] = {
     "actionclip": "ovar.models.convert.actionclip:convert_actionclip",
     "text4vis": "ovar.models.convert.text4vis:convert_text4vis",

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..hub import CHECKPOINT_SOURCES
+from ..hub import CHECKPOINT_SOURCES, FUSION_TYPES, TEMPORAL_TYPES
 from .argtypes import checkpoint, new_file, positive_int, unit_interval
 
 SOURCES = tuple(CHECKPOINT_SOURCES)  # the hub's table imports no torch (`ovar --help` stays fast)
-# Spelled out here so that building the parser imports no torch;
-# tests/test_user_errors.py checks the names below equal the models' names.
-FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
-TEMPORAL_TYPES = ("none", "expand_temporal_view", "expand_temporal_view_step2", "expand_temporal_view_step3")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from ...hub import FUSION_TYPES
 from .conv1d import Conv1DFusion
 from .lstm import LSTMFusion
 from .mean import MeanFusion
 from .transformer import TFLayerNorm, TransformerFusion
 from .transformer_cls import TransformerClsFusion
-
-FUSION_TYPES = ("meanP", "Conv_1D", "LSTM", "Transf", "Transf_cls")
 
 
 def build_fusion(kind: str, dim: int, *, heads: int = 8, layers: int = 6, frames: int = 8,

@@ -19,13 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...hub import TEMPORAL_TYPES
+
 # Key/value frame offsets of each variant, in the order the original concatenates them.
 VARIANTS: dict[str, tuple[int, ...]] = {
     "expand_temporal_view": (1, -1, 0),
     "expand_temporal_view_step2": (1, 2, -1, -2, 0),
     "expand_temporal_view_step3": (1, 2, 3, -1, -2, -3, 0),
 }
-TEMPORAL_TYPES = ("none", *VARIANTS)
+if ("none", *VARIANTS) != TEMPORAL_TYPES:  # the hub's table names exactly these
+    raise ImportError("ovar.hub.TEMPORAL_TYPES and expand_view.VARIANTS disagree")
 
 
 def _shift(x: torch.Tensor, offset: int) -> torch.Tensor:
