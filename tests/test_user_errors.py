@@ -129,6 +129,8 @@ CASES = [
     ("train-sampling-i3d", ["train", "--out", "{tmp}/run", *TRAIN, "data.sampling=i3d:8x16"], "data.sampling"),
     ("train-device", ["train", "--out", "{tmp}/run", *TRAIN, "run.device=tpu"], "tpu"),
     ("train-resume-missing", ["train", "--out", "{tmp}/run", *TRAIN, "--resume", "{in}/gone.pt"], "gone.pt"),
+    ("eval-b2n-videos-not-under-root", ["eval", "--protocol", "base2novel", "--root", "{in}", "--datasets", "ucf101",
+                                        "--out", "{tmp}/b2n", *TINY], "none of its"),
     # output paths that are files where a folder is written (and the reverse), numbers out of range
     ("demo-out-is-a-file", ["demo", "--out", "{in}/a_file.txt"], "a_file.txt"),
     ("synth-out-is-a-file", ["data", "synth", "{in}/a_file.txt"], "a_file.txt"),

@@ -65,21 +65,28 @@ class ProtocolRun:
         self.settings = settings
         self.results: list[PartResult] = []
         self.training_missing: dict[str, list[str]] = {}  # training list -> its missing videos
-        self._check_out({"protocol": protocol, **what, "settings": settings.identity()})
+        self._identity = {"protocol": protocol, **what, "settings": settings.identity()}
+        self._check_out()
 
-    def _check_out(self, identity: dict[str, Any]) -> None:
+    def _check_out(self) -> None:
         # Resuming into a folder scored with other settings would mix incomparable numbers.
         path = self.out / "protocol.json"
         if path.is_file():
             before = json.loads(path.read_text(encoding="utf-8"))
-            flat_before, flat_now = _flatten(before), _flatten(json.loads(json.dumps(identity)))
+            flat_before, flat_now = _flatten(before), _flatten(json.loads(json.dumps(self._identity)))
             differs = sorted(k for k in flat_before.keys() | flat_now.keys() if flat_before.get(k) != flat_now.get(k))
             if differs:
                 raise OvarError(f"{self.out} holds an evaluation with other settings ({', '.join(differs)}); "
                                 f"use another --out or delete it")
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(identity, indent=1) + "\n", encoding="utf-8")
+
+    def claim(self) -> None:
+        """Create the output folder and its ``protocol.json``: called just before the first
+        thing is written, so that a run stopped by a user error (a list whose videos are
+        not under the root) leaves nothing behind."""
+        path = self.out / "protocol.json"
+        if not path.is_file():
+            self.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self._identity, indent=1) + "\n", encoding="utf-8")
 
     def evaluate(self, part: EvalPart, lists: ListSource, model: ModelSource) -> PartResult:
         """Metrics of ``part``; reused from its ``result.json`` when it finished before."""
@@ -93,6 +100,7 @@ class ProtocolRun:
                               allow_outside=self.settings.allow_outside_root)
             missing = f", {len(data.missing)} missing under the root" if data.missing else ""
             _status(f"{part.key}: {len(data.records)} videos, {len(data.class_names)} classes ({data.source}{missing})")
+            self.claim()
             result = self._score(part, data, model, folder)
             _status(f"{part.key}: top-1 {result.top1:.2f}, top-5 {result.top5:.2f}"
                     + (f", {len(result.failed)} failed to decode" if result.failed else ""))
@@ -127,6 +135,7 @@ class ProtocolRun:
                grouped: tuple | None = None) -> dict[str, Any]:
         """Write report.md / report.json / plots; returns the JSON report.  ``grouped`` adds a
         bar chart ``(file name, title, groups, {series: values})``."""
+        self.claim()
         return write_report(self.out, title=title, protocol=self.protocol, model=model_label, tables=tables,
                             summary=summary, parts=[asdict(r) for r in self.results],
                             settings=self._settings_used(), training_missing=self.training_missing,
@@ -233,6 +242,7 @@ def run_base2novel(run: ProtocolRun, lists: ListSource, datasets: list[str] | No
                 train = lists.load(dataset, f"train_{split}", run.settings.root,
                                    allow_outside=run.settings.allow_outside_root)
                 _note_training(run, f"{dataset}/split{split}/train", train)
+                run.claim()
                 source = train_source(spec, run.out / "runs" / dataset / f"split{split}", train.records,
                                       train.class_names, run.settings, f"{spec.recipe or 'recipe'} trained")
                 base, novel = (run.evaluate(p, lists, source) for p in b2n_parts(dataset, split))
@@ -273,6 +283,7 @@ def run_few_shot(run: ProtocolRun, spec: RecipeSpec, train_list: str, test_lists
     train = FileLists({"train": (train_list, classes)}).load("", "train", run.settings.root,
                                                                     allow_outside=run.settings.allow_outside_root)
     _note_training(run, "train", train)
+    run.claim()
     by_k: dict[int, list[PartResult]] = {}
     for k in shots:
         subset = k_shot(train.records, k, run.settings.seed)
