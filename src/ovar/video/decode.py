@@ -24,11 +24,16 @@ import numpy as np
 from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
+from .packets import demux_table, index_table
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
 # worth about this many decoded frames: seek only when it skips more than this.
 SEEK_OVERHEAD_FRAMES = 12
+# In an intra-only stream whose container index lists every packet (AVI), seek to a
+# wanted frame when more than this many unwanted packets lie before it: demuxing one costs
+# about as much as the seek (~5-10 us for 20 kB MJPEG packets).
+INDEXED_SEEK_OVERHEAD = 1
 # Frame+slice threaded decoding (FFmpeg's "AUTO"), for frames of at least this many pixels.
 THREADED_DECODING = True
 THREADS_MIN_PIXELS = 1920 * 1080
@@ -149,29 +154,15 @@ class PyAVReader(VideoReader):
         cc.thread_count = 0  # FFmpeg picks one per core
 
     def _scan(self, fps: float | None) -> VideoInfo:
-        """Demux every packet (no decoding), then decode frame 0 for its size and rotation."""
+        """Read the packet table (from the index, or by demuxing), then learn size and rotation."""
         vs = self._stream
-        pts: list[int | None] = []
-        key_pts: list[int | None] = []
-        key_dts: dict[int | None, int | None] = {}
-        self._discarded: set[int] = set()
-        self._first_packet: tuple[int | None, int | None] | None = None
-        try:
-            for pkt in self._container.demux(vs):
-                if pkt.size == 0 or pkt.is_corrupt:
-                    continue  # the end-of-stream marker, or a packet cut short by truncation
-                if self._first_packet is None:
-                    self._first_packet = (pkt.pts, pkt.dts)
-                if pkt.is_discard:  # before an edit list's start: decoded, never shown
-                    if pkt.pts is not None:
-                        self._discarded.add(pkt.pts)
-                    continue
-                pts.append(pkt.pts)
-                if pkt.is_keyframe:
-                    key_pts.append(pkt.pts)
-                    key_dts[pkt.pts] = pkt.dts
-        except av.error.FFmpegError:
-            pass  # a cut-off file: keep the packets that really are there
+        table = index_table(self._container, vs, self.path) or demux_table(self._container, vs)
+        pts, key_pts, key_dts = table.pts, table.key_pts, table.key_dts
+        self._discarded = table.discarded
+        self._first_packet = table.first_packet
+        # Nothing demuxed yet (table from the index): the first run starts where the
+        # demuxer stands, without a rewind.
+        self._fresh = self._indexed = table.from_index
         if not pts:
             raise VideoDecodeError(self.path, "video stream has no frames")
 
@@ -213,14 +204,21 @@ class PyAVReader(VideoReader):
         codec = vs.codec_context.name
         del vs  # decoding frame 0 may reopen the file, which frees this stream object
 
-        try:
-            first = self._fetch([0])[0]
-        except VideoDecodeError:
-            reason = "truncated or corrupt file: no frame decodes"
-            raise VideoDecodeError(self.path, reason) from None
-        rot = first.rotation  # counter-clockwise degrees from the display matrix
+        if self._fresh and self._intra:
+            # An indexed AVI: the format has no display matrix, and every frame is coded
+            # alone at the header's size, so no frame needs decoding yet.  (A frame of
+            # another size would be scaled to this one by _to_rgb.)
+            rot = 0.0
+            self._raw_size = (self._stream.codec_context.width, self._stream.codec_context.height)
+        else:
+            try:
+                first = self._fetch([0])[0]
+            except VideoDecodeError:
+                reason = "truncated or corrupt file: no frame decodes"
+                raise VideoDecodeError(self.path, reason) from None
+            rot = first.rotation  # counter-clockwise degrees from the display matrix
+            self._raw_size = (first.width, first.height)
         self._rotation = int(round(-rot / 90.0)) % 4 * 90
-        self._raw_size = (first.width, first.height)
         w, h = self._raw_size
         if self._rotation in (90, 270):
             w, h = h, w
@@ -243,6 +241,9 @@ class PyAVReader(VideoReader):
 
     def _rewind(self) -> None:
         """Go back to the first packet; a seek is cheaper than reopening when it lands."""
+        if self._fresh:  # nothing demuxed since opening: already there
+            self._start_run(self._container.demux(self._stream), None, _START)
+            return
         first_pts, first_dts = self._first_packet or (None, None)
         ts = first_dts if first_dts is not None else first_pts
         if ts is not None:
@@ -281,6 +282,7 @@ class PyAVReader(VideoReader):
         self._rewind()
 
     def _start_run(self, packets: Iterator[av.Packet], first: av.Packet | None, key: int) -> None:
+        self._fresh = False
         self._frames = self._decode_packets(packets, first)
         self._expect = key  # the next frame the decoder must output (after leading ones)
         self._started = False
@@ -298,6 +300,9 @@ class PyAVReader(VideoReader):
             for pkt in itertools.chain(head, packets):
                 if pkt.is_corrupt:
                     continue  # also skipped by _scan; feeding it can lose good frames
+                if self._first_packet is None and pkt.size:
+                    # Not known from an index scan: this run started at the first packet.
+                    self._first_packet = (pkt.pts, pkt.dts)
                 if self._intra and pkt.pts not in self._wanted_pts:
                     continue  # an intra frame nothing needs: demuxed, never decoded
                 if self._skip_ok:
@@ -399,8 +404,13 @@ class PyAVReader(VideoReader):
             self._wanted_pts = {self._pts_sorted[i] for i in indices}
             if self._pos is not None and not self._wanted_pts.isdisjoint(self._skippable):
                 self._pos = None  # a wanted frame may have been skipped already: restart
-        # Moving forward through an intra-only stream only demuxes: never worth a seek.
-        overhead = len(self._keys) if self._intra else self.seek_overhead
+        # Moving forward through an intra-only stream only demuxes: never worth a seek,
+        # unless the container's index holds every packet's position (then a seek is a
+        # table look-up, cheaper than demuxing even a few unwanted packets).
+        if self._intra:
+            overhead = INDEXED_SEEK_OVERHEAD if self._indexed else len(self._keys)
+        else:
+            overhead = self.seek_overhead
         for key, target in plan_reads(indices, self._keys, self._pos, overhead):
             if key is not None:
                 self._seek(key)
