@@ -5,8 +5,11 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
+import torch
 
 from ovar.video import open_video
+from ovar.video.decode import PyAVReader
+from ovar.video.intra import available_cores
 from ovar.video.packets import demux_table, index_table
 from videogen import decode_all, frame_index_of, has_encoder, make_video
 
@@ -90,3 +93,22 @@ def test_avi_cut_short_loses_its_index_and_is_demuxed(tmp_path):
         assert n == len(demuxed.pts)
         got = reader.get_frames([1, n - 1])
         assert [frame_index_of(f) for f in got] == [1, n - 1]
+
+
+def test_parallel_intra_decoding_gives_the_serial_frames(tmp_path):
+    need("mjpeg")
+    path = make_video(tmp_path / "m.avi", num_frames=60, codec="mjpeg", size=(96, 64))
+    wanted = [59, 1, 2, 17, 30, 31, 44, 58, 8]
+    with PyAVReader(path) as parallel, PyAVReader(path, threads=False) as serial:
+        if available_cores() >= 2:
+            assert parallel._parallel is not None  # 2+ cores: the frames are decoded side by side
+        assert serial._parallel is None
+        for request in (wanted, wanted[:4], [5, 5, 5, 5, 6]):
+            a, b = parallel.get_frames(request), serial.get_frames(request)
+            assert torch.equal(a, b)
+            assert [frame_index_of(f) for f in a] == request
+        # Each wanted frame decoded once per request (the serial reader also reuses the
+        # frame it decoded last: 59, asked for again by the second request).
+        assert serial.frames_decoded == 9 + 3 + 2
+        if parallel._parallel is not None:
+            assert parallel.frames_decoded == 9 + 4 + 2

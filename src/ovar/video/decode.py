@@ -25,6 +25,7 @@ from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
 from .packets import demux_table, index_table
+from .intra import MIN_FRAMES_PER_DECODER, ParallelIntraDecoder
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
@@ -195,6 +196,9 @@ class PyAVReader(VideoReader):
             # rather than trust synthesised pts, which with packed B-frames fail only after
             # many frames were decoded (and then decoding restarts).
             self._pts_mode = False
+        # Indexed intra-only frames are fetched one packet each: decode them side by side.
+        self._parallel = (ParallelIntraDecoder.for_stream(vs)
+                          if self._intra and self._indexed and self._threads else None)
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
@@ -368,12 +372,12 @@ class PyAVReader(VideoReader):
         raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {target} of "
                                           f"{self._num_frames} could not be decoded")
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+    def _to_rgb(self, frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
         w, h = self._raw_size
         # Also converts any pixel format (gray, 10-bit, yuvj...) and a mid-stream size change.
         # One reformatter per reader keeps its scaler context: PyAV's to_ndarray builds a
         # new one per frame (1.0 -> 0.3 ms at 340x256, 15 -> 12 ms at 1080p).
-        rgb = self._reformatter.reformat(frame, w, h, "rgb24").to_ndarray()
+        rgb = (reformatter or self._reformatter).reformat(frame, w, h, "rgb24").to_ndarray()
         if self._rotation:
             rgb = np.rot90(rgb, k=-self._rotation // 90)  # a view: copied once by get_frames
         return rgb
@@ -381,7 +385,34 @@ class PyAVReader(VideoReader):
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
         if self._closed:
             raise ValueError(f"{self.path}: reader is closed")
+        if self._parallel is not None and len(indices) >= 2 * MIN_FRAMES_PER_DECODER:
+            got = self._read_parallel(indices)
+            if got is not None:
+                return got
         return {i: self._to_rgb(frame) for i, frame in self._fetch(indices).items()}
+
+    def _read_parallel(self, indices: list[int]) -> dict[int, np.ndarray] | None:
+        """Demux each wanted packet of an indexed intra-only stream (a seek each), then decode
+        them on several cores; None when a seek does not land on the wanted packet."""
+        packets = []
+        self._frames, self._pos, self._last, self._fresh = iter(()), None, None, False
+        for i in indices:
+            pts = self._pts_sorted[i]
+            try:
+                self._container.seek(pts, backward=True, stream=self._stream)
+            except av.error.FFmpegError:
+                return None
+            pkt = next((p for p in self._container.demux(self._stream) if p.size and not p.is_corrupt), None)
+            if pkt is None or pkt.pts != pts:
+                return None
+            packets.append(pkt)
+        rgbs = self._parallel.decode(packets, self._to_rgb)
+        self.frames_decoded += sum(rgb is not None for rgb in rgbs)
+        for i, rgb in zip(indices, rgbs):
+            if rgb is None:
+                raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {i} of "
+                                                  f"{self._num_frames} could not be decoded")
+        return dict(zip(indices, rgbs))  # type: ignore[arg-type]
 
     def _fetch(self, indices: list[int]) -> dict[int, av.VideoFrame]:
         try:
@@ -389,6 +420,7 @@ class PyAVReader(VideoReader):
         except _PtsMismatch:
             # Timestamps cannot name the decoded frames: decode from the start and count.
             self._pts_mode = self._skip_ok = self._intra = False
+            self._parallel = None
             self._keys = [_START]
             self._pos = None
             self._last = None
