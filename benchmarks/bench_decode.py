@@ -230,7 +230,7 @@ def build_videos(cache: Path, quick: bool) -> list[tuple[str, Path]]:
     long_s = 20 if quick else 60
     videos: list[tuple[str, Path]] = []
     for name, label in (("demo.mp4", "demo.mp4 10s 340x256 h264"),
-                        ("test.avi", "test.avi 340x256 mpeg4+audio")):
+                        ("test.avi", "test.avi 320x240 mpeg4+audio")):
         shared = shared_videos() / name
         if shared.exists():
             videos.append((label, shared))
