@@ -63,6 +63,7 @@ class ClipDataset(Dataset):
         return len(self.requests)
 
     def __getitem__(self, index: int) -> dict:
+        """The item of request ``index`` (of a request cut into windows, the first window: use :meth:`group`)."""
         return self.group([index])[0]
 
     def group(self, indices: list[int]) -> list[dict]:

@@ -25,7 +25,8 @@ from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
 from .packets import demux_table, index_table
-from .intra import MIN_FRAMES_PER_DECODER, ParallelIntraDecoder
+from .packets import open_container as _open_container
+from .intra import MIN_FRAMES_PER_DECODER, ParallelIntraDecoder, fetch_packets
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
@@ -72,32 +73,6 @@ def plan_reads(indices: list[int], keyframes: list[int], position: int | None,
             steps.append((None, f))
         pos = f + 1
     return steps
-
-
-def _open_container(path: str) -> av.container.InputContainer:
-    """``av.open`` with every failure turned into a short :class:`VideoDecodeError`."""
-    try:
-        return av.open(path, metadata_errors="ignore")
-    except av.error.FileNotFoundError:
-        raise VideoDecodeError(path, "file not found") from None
-    except av.error.PermissionError:
-        raise VideoDecodeError(path, "permission denied") from None
-    except av.error.EOFError:
-        reason = "truncated or corrupt file: ends before any video data"
-        raise VideoDecodeError(path, reason) from None
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(12)
-        except OSError:
-            head = b""
-        if head[4:8] == b"ftyp":
-            # An MP4/MOV header without its index: the download/copy was cut short.
-            reason = "truncated or corrupt file: MP4 index (moov box) missing"
-        else:
-            detail = getattr(exc, "strerror", None) or str(exc)
-            reason = f"not a video file ({detail})"
-        raise VideoDecodeError(path, reason) from None
 
 
 class PyAVReader(VideoReader):
@@ -400,18 +375,10 @@ class PyAVReader(VideoReader):
     def _read_parallel(self, indices: list[int]) -> dict[int, np.ndarray] | None:
         """Demux each wanted packet of an indexed intra-only stream (a seek each), then decode
         them on several cores; None when a seek does not land on the wanted packet."""
-        packets = []
         self._frames, self._pos, self._last, self._fresh = iter(()), None, None, False
-        for i in indices:
-            pts = self._pts_sorted[i]
-            try:
-                self._container.seek(pts, backward=True, stream=self._stream)
-            except av.error.FFmpegError:
-                return None
-            pkt = next((p for p in self._container.demux(self._stream) if p.size and not p.is_corrupt), None)
-            if pkt is None or pkt.pts != pts:
-                return None
-            packets.append(pkt)
+        packets = fetch_packets(self._container, self._stream, [self._pts_sorted[i] for i in indices])
+        if packets is None:
+            return None
         rgbs = self._parallel.decode(packets, self._to_rgb)
         self.frames_decoded += sum(rgb is not None for rgb in rgbs)
         for i, rgb in zip(indices, rgbs):

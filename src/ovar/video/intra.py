@@ -42,6 +42,23 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def fetch_packets(container: av.container.InputContainer, stream: av.VideoStream,
+                  pts: list[int]) -> list[av.Packet] | None:
+    """The packet of each of ``pts``, by a seek each (cheap with a full index); None when a
+    seek does not land on the wanted packet."""
+    packets = []
+    for wanted in pts:
+        try:
+            container.seek(wanted, backward=True, stream=stream)
+        except av.error.FFmpegError:
+            return None
+        pkt = next((p for p in container.demux(stream) if p.size and not p.is_corrupt), None)
+        if pkt is None or pkt.pts != wanted:
+            return None
+        packets.append(pkt)
+    return packets
+
+
 class ParallelIntraDecoder:
     """Decodes independent packets of one stream with up to ``decoders`` decoders at once."""
 

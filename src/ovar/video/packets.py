@@ -1,4 +1,5 @@
-"""The packet table of a video stream: every frame's timestamp and the keyframes.
+"""Opening a video file, and the packet table of its video stream: every frame's
+timestamp and the keyframes.
 
 :class:`~ovar.video.decode.PyAVReader` plans its reads from this table.  It normally
 comes from demuxing every packet once (no decoding), which reads all of the stream's
@@ -13,6 +14,34 @@ import os
 from dataclasses import dataclass, field
 
 import av
+
+from ..errors import VideoDecodeError
+
+
+def open_container(path: str) -> av.container.InputContainer:
+    """``av.open`` with every failure turned into a short :class:`VideoDecodeError`."""
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise VideoDecodeError(path, "file not found") from None
+    except av.error.PermissionError:
+        raise VideoDecodeError(path, "permission denied") from None
+    except av.error.EOFError:
+        reason = "truncated or corrupt file: ends before any video data"
+        raise VideoDecodeError(path, reason) from None
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(12)
+        except OSError:
+            head = b""
+        if head[4:8] == b"ftyp":
+            # An MP4/MOV header without its index: the download/copy was cut short.
+            reason = "truncated or corrupt file: MP4 index (moov box) missing"
+        else:
+            detail = getattr(exc, "strerror", None) or str(exc)
+            reason = f"not a video file ({detail})"
+        raise VideoDecodeError(path, reason) from None
 
 
 @dataclass
