@@ -426,6 +426,7 @@ class PyAVReader(VideoReader):
         self._closed = True
         self._frames = iter(())
         self._last = None
+        self._parallel = None  # its decoders
         self._container.close()
 
 
