@@ -90,15 +90,32 @@ def test_batcher_cuts_exact_batches_and_hands_back_whole_videos():
 
 
 def test_segments_open_each_video_once_for_all_windows(model, folder, monkeypatch):
+    import ovar.video.decode as decode_module
+
     opened = []
-    real = loader_module.open_video
+    real = decode_module._open_container
 
-    def counting(path, *args, **kwargs):
+    def counting(path):
         opened.append(str(path))
-        return real(path, *args, **kwargs)
+        return real(path)
 
-    monkeypatch.setattr(loader_module, "open_video", counting)
+    monkeypatch.setattr(decode_module, "_open_container", counting)  # every file open, info reads too
     result = ovar.predict([folder / "v4.mp4"], LABELS, model=model, segments=0.5, workers=0)[0]
     assert len(result.segments) == 5  # 50 frames at 20 fps in 0.5 s windows
-    # The windows are decoded with one open (the window list itself is read beforehand).
-    assert opened == [str(folder / "v4.mp4")]
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0),
+                                                            (2.0, 2.5)]
+    assert opened == [str(folder / "v4.mp4")]  # the windows are measured and decoded in one open
+
+
+def test_segments_in_workers_match_in_process(model, folder):
+    videos = [folder / "v4.mp4", folder / "v2b_broken.mp4", folder / "v1.mp4"]
+    runs = [ovar.predict(videos, LABELS, model=model, segments=0.5, workers=w, batch_size=3) for w in (0, 2)]
+    for alone, spread in zip(*runs):
+        assert alone.video == spread.video and alone.error == spread.error
+        if alone.error is not None:
+            assert "broken" in alone.video and not spread.segments
+            continue
+        assert len(alone.segments) == len(spread.segments) == {"v4.mp4": 5, "v1.mp4": 3}[alone.video.rsplit("/", 1)[-1]]
+        for a, b in zip(alone.segments, spread.segments):
+            assert (a.start, a.end) == (b.start, b.end)
+            assert [p.score for p in a.predictions] == pytest.approx([p.score for p in b.predictions], abs=1e-6)

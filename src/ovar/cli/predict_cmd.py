@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="labels to show per video (default 5 for text, all for json/csv)")
     p.add_argument("--format", choices=("text", "json", "jsonl", "csv"), default="text",
                    help="output format; jsonl writes each video's line as soon as it is scored")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="clips per forward pass (default: 8 on CPU, sized from free memory on a GPU)")
     p.add_argument("--device", type=device, default="auto",
                    help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",

@@ -22,7 +22,8 @@ from ..video import ClipSampler, parse_sampling, parse_views
 from ..video.eval_scale import original_eval_transform, segment_position
 from .inputs import expand_inputs
 from .batching import ClipBatcher
-from .loader import ClipDataset, ClipRequest, VideoGroups, segment_requests
+from .batch_size import default_batch_size
+from .loader import ClipDataset, ClipRequest, VideoGroups
 from .results import SegmentPrediction, VideoPrediction, rank
 
 
@@ -30,7 +31,7 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
             model: VideoTextModel | str = "ViT-B-16", pretrained: str | None = "openai",
             frames: int | None = None, sampling: str = "segment", views: str = "1x1",
             templates: str | Sequence[str] | None = None, descriptions: str | os.PathLike | None = None,
-            top_k: int | None = None, batch_size: int = 16, device: str | torch.device | None = None,
+            top_k: int | None = None, batch_size: int | None = None, device: str | torch.device | None = None,
             segments: float | None = None, workers: int | None = None, progress: bool = False,
             on_result: Callable[[VideoPrediction], None] | None = None,
             missing_ok: bool = False, precision: str = "auto",
@@ -50,6 +51,8 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``test_scale`` (``"256/224"``, see :mod:`ovar.video.eval_scale`) overrides the test
     scale of the system the model comes from (plain CLIP: short side = crop size).
     ``compile`` runs the video encoder through ``torch.compile`` (the first batch is slow).
+    ``batch_size`` (clips per forward pass) defaults to one fitted to the device
+    (:func:`ovar.inference.batch_size.default_batch_size`).
     """
     inference_autocast(precision, None)  # a bad precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
@@ -72,6 +75,9 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     transform = test_transform(model, spatial, test_scale)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 
+    if batch_size is None:
+        batch_size = default_batch_size(model, sampler.frames, model.device,
+                                        inference_autocast(precision, model.device))
     single = single_input and not batch
     requests, owners, failures = clip_requests(paths, segments)
     dataset = ClipDataset(requests, sampler, temporal, spatial, transform)
@@ -118,19 +124,12 @@ def _workers(workers: int | None, items: int) -> int:
 
 
 def clip_requests(paths: list[str], segments: float | None) -> tuple[list[ClipRequest], list[int], dict[int, str]]:
-    """The clips to score, the position in ``paths`` each belongs to, and per-position failures."""
-    if segments is None:
-        return [ClipRequest(p) for p in paths], list(range(len(paths))), {}
-    requests, owners, failures = [], [], {}
-    for position, path in enumerate(paths):
-        try:
-            windows = segment_requests(path, segments)
-        except VideoDecodeError as exc:
-            failures[position] = exc.reason
-            continue
-        requests.extend(windows)
-        owners.extend([position] * len(windows))
-    return requests, owners, failures
+    """The clips to score, the position in ``paths`` each belongs to, and per-position failures.
+
+    With ``segments`` each video is one request cut into windows where it is decoded
+    (:meth:`ClipDataset.group`), so no file is opened here.
+    """
+    return [ClipRequest(p, window_s=segments) for p in paths], list(range(len(paths))), {}
 
 
 class ResultAssembler:
@@ -144,11 +143,29 @@ class ResultAssembler:
         self.clips_of: list[list[int]] = [[] for _ in paths]
         for index, owner in enumerate(owners):
             self.clips_of[owner].append(index)
-        self.scored: dict[int, torch.Tensor | str] = {}
-        self.warnings: dict[int, str] = {}
+        self.scored: dict[int | tuple[int, int], torch.Tensor | str] = {}
+        self.warnings: dict[int | tuple[int, int], str] = {}
         self.results: list[VideoPrediction] = []
+        self.windows: dict[int, int] = {}  # request index -> its windows, once decoded
+        self.window_requests: dict[tuple[int, int], ClipRequest] = {}
 
-    def add(self, index: int, value: torch.Tensor | str, warning: str | None = None) -> None:
+    def note(self, item: dict) -> int | tuple[int, int]:
+        """The key to :meth:`add` a decoded item under: its request index, or (index, window).
+
+        A request cut into windows is measured only where it is decoded: learn them here.
+        """
+        if "windows" not in item:
+            return item["index"]
+        key = (item["index"], item["window"])
+        self.windows[item["index"]] = item["windows"]
+        self.window_requests[key] = item["request"]
+        return key
+
+    def _keys(self, index: int) -> list[int | tuple[int, int]]:
+        windows = self.windows.get(index)
+        return [index] if windows is None else [(index, k) for k in range(windows)]
+
+    def add(self, index: int | tuple[int, int], value: torch.Tensor | str, warning: str | None = None) -> None:
         self.scored[index] = value
         if warning:
             self.warnings[index] = warning
@@ -157,10 +174,11 @@ class ResultAssembler:
         """Emit every video, from the next one on, whose clips have all been scored."""
         while len(self.results) < len(self.paths):
             position = len(self.results)
-            indices = self.clips_of[position]
+            indices = [key for i in self.clips_of[position] for key in self._keys(i)]
             if any(i not in self.scored for i in indices):
                 return
-            entries = [(self.requests[i], self.scored.pop(i)) for i in indices]  # pop: memory stays flat
+            entries = [(self.window_requests.pop(i) if isinstance(i, tuple) else self.requests[i],
+                        self.scored.pop(i)) for i in indices]  # pop: memory stays flat
             warning = next((self.warnings.pop(i) for i in indices if i in self.warnings), None)
             result = self._result(self.paths[position], entries, self.failures.get(position), warning)
             self.results.append(result)
@@ -208,12 +226,13 @@ def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor
     assembler.flush()  # videos that failed before any clip (or have none) come out at once
     for items in loader:
         for item in items:
+            key = assembler.note(item)
             if item["clips"] is None:
-                assembler.add(item["index"], item["error"])
+                assembler.add(key, item["error"])
             else:
-                deliver(batcher.add(item["index"], item["clips"], item.get("warning")))
+                deliver(batcher.add(key, item["clips"], item.get("warning")))
         assembler.flush()
-        bar.update(len(items))
+        bar.update(len({item["index"] for item in items}))
     deliver(batcher.finish())
     bar.close()
     assembler.flush()

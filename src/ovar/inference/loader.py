@@ -10,29 +10,38 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import VideoDecodeError
-from ..video import ClipSampler, open_video, read_info
+from ..video import ClipSampler, VideoInfo, open_video, read_info
 
 
 @dataclass(frozen=True)
 class ClipRequest:
-    """One scored unit: a whole video, or the frames [start, end) of it (a time segment)."""
+    """One scored unit: a whole video, or the frames [start, end) of it (a time segment).
+
+    ``window_s`` asks for the whole video cut into consecutive windows of that many
+    seconds; they are worked out where the video is decoded, so the file is opened once.
+    """
 
     video: str
     start: int = 0
     end: int | None = None
     start_s: float = 0.0
     end_s: float | None = None
+    window_s: float | None = None
 
 
-def segment_requests(video: str, seconds: float) -> list[ClipRequest]:
-    """Consecutive windows of ``seconds`` covering the whole video (the last may be shorter)."""
-    info = read_info(video)
+def segment_windows(video: str, seconds: float, info: VideoInfo) -> list[ClipRequest]:
+    """Consecutive windows of ``seconds`` covering the video of ``info`` (the last may be shorter)."""
     per_window = max(1, round(seconds * info.fps))
     requests = []
     for start in range(0, info.num_frames, per_window):
         end = min(start + per_window, info.num_frames)
         requests.append(ClipRequest(video, start, end, start / info.fps, end / info.fps))
     return requests
+
+
+def segment_requests(video: str, seconds: float) -> list[ClipRequest]:
+    """:func:`segment_windows` of the file ``video`` (opened here just for its length)."""
+    return segment_windows(video, seconds, read_info(video))
 
 
 class ClipDataset(Dataset):
@@ -54,20 +63,34 @@ class ClipDataset(Dataset):
         return len(self.requests)
 
     def __getitem__(self, index: int) -> dict:
+        """The item of request ``index`` (of a request cut into windows, the first window: use :meth:`group`)."""
         return self.group([index])[0]
 
     def group(self, indices: list[int]) -> list[dict]:
-        """The items of ``indices`` (requests of one video, e.g. its time windows), with one open of the file."""
+        """The items of ``indices`` (requests of one video), with one open of the file.
+
+        A request with ``window_s`` gives one item per window, which also carries
+        ``"window"`` (its number), ``"windows"`` (how many there are) and ``"request"``.
+        """
         try:
             with open_video(self.requests[indices[0]].video) as reader:
                 warning = getattr(reader.info, "truncation_warning", lambda: None)()
                 items = []
                 for index in indices:
-                    try:
-                        clips = self._load(self.requests[index], reader)
-                        items.append({"index": index, "clips": clips, "error": None, "warning": warning})
-                    except VideoDecodeError as exc:
-                        items.append(_failed(index, exc))
+                    request = self.requests[index]
+                    if request.window_s is None:
+                        units: list[tuple[ClipRequest, dict]] = [(request, {})]
+                    else:
+                        windows = segment_windows(request.video, request.window_s, reader.info)
+                        units = [(w, {"window": k, "windows": len(windows), "request": w})
+                                 for k, w in enumerate(windows)]
+                    for unit, extra in units:
+                        try:
+                            clips = self._load(unit, reader)
+                            items.append({"index": index, "clips": clips, "error": None, "warning": warning,
+                                          **extra})
+                        except VideoDecodeError as exc:
+                            items.append({**_failed(index, exc), **extra})
                 return items
         except VideoDecodeError as exc:
             return [_failed(index, exc) for index in indices]

@@ -159,9 +159,9 @@ class ClassifyService:
         assembler = ResultAssembler(paths, requests, owners, failures, names, top_k, segments is not None, None)
         for item in items:
             if item["clips"] is None:
-                assembler.add(item["index"], item["error"])
+                assembler.add(assembler.note(item), item["error"])
         for item, views_embedded in zip(good, embeddings):
-            assembler.add(item["index"], view_probabilities(self.model, views_embedded, classifier),
+            assembler.add(assembler.note(item), view_probabilities(self.model, views_embedded, classifier),
                           item.get("warning"))
         assembler.flush()
         results = assembler.results
@@ -176,7 +176,7 @@ class ClassifyService:
     def _decode(self, paths, segments, temporal, spatial, transform):
         requests, owners, failures = clip_requests(paths, segments)
         dataset = ClipDataset(requests, self.sampler, temporal, spatial, transform)
-        return requests, owners, failures, [dataset[i] for i in range(len(dataset))]
+        return requests, owners, failures, [item for i in range(len(dataset)) for item in dataset.group([i])]
 
     def describe(self) -> dict[str, Any]:
         """The loaded model, as ``/v1/models`` lists it."""

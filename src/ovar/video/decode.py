@@ -24,11 +24,18 @@ import numpy as np
 from ..errors import VideoDecodeError
 from .frames import FrameFolderReader, is_frame_folder
 from .info import VideoInfo, VideoReader, choose_fps, fps_from_timestamps
+from .packets import demux_table, index_table
+from .packets import open_container as _open_container
+from .intra import MIN_FRAMES_PER_DECODER, ParallelIntraDecoder, fetch_packets
 
 # Seeking costs a demuxer seek, a decoder flush and refilling the threaded decoder's
 # pipeline.  Measured on 340x256 and 1280x720 H.264 (benchmarks/bench_decode.py), that is
 # worth about this many decoded frames: seek only when it skips more than this.
 SEEK_OVERHEAD_FRAMES = 12
+# In an intra-only stream whose container index lists every packet (AVI), seek to a
+# wanted frame when more than this many unwanted packets lie before it: demuxing one costs
+# about as much as the seek (~5-10 us for 20 kB MJPEG packets).
+INDEXED_SEEK_OVERHEAD = 1
 # Frame+slice threaded decoding (FFmpeg's "AUTO"), for frames of at least this many pixels.
 THREADED_DECODING = True
 THREADS_MIN_PIXELS = 1920 * 1080
@@ -66,32 +73,6 @@ def plan_reads(indices: list[int], keyframes: list[int], position: int | None,
             steps.append((None, f))
         pos = f + 1
     return steps
-
-
-def _open_container(path: str) -> av.container.InputContainer:
-    """``av.open`` with every failure turned into a short :class:`VideoDecodeError`."""
-    try:
-        return av.open(path, metadata_errors="ignore")
-    except av.error.FileNotFoundError:
-        raise VideoDecodeError(path, "file not found") from None
-    except av.error.PermissionError:
-        raise VideoDecodeError(path, "permission denied") from None
-    except av.error.EOFError:
-        reason = "truncated or corrupt file: ends before any video data"
-        raise VideoDecodeError(path, reason) from None
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(12)
-        except OSError:
-            head = b""
-        if head[4:8] == b"ftyp":
-            # An MP4/MOV header without its index: the download/copy was cut short.
-            reason = "truncated or corrupt file: MP4 index (moov box) missing"
-        else:
-            detail = getattr(exc, "strerror", None) or str(exc)
-            reason = f"not a video file ({detail})"
-        raise VideoDecodeError(path, reason) from None
 
 
 class PyAVReader(VideoReader):
@@ -149,29 +130,15 @@ class PyAVReader(VideoReader):
         cc.thread_count = 0  # FFmpeg picks one per core
 
     def _scan(self, fps: float | None) -> VideoInfo:
-        """Demux every packet (no decoding), then decode frame 0 for its size and rotation."""
+        """Read the packet table (from the index, or by demuxing), then learn size and rotation."""
         vs = self._stream
-        pts: list[int | None] = []
-        key_pts: list[int | None] = []
-        key_dts: dict[int | None, int | None] = {}
-        self._discarded: set[int] = set()
-        self._first_packet: tuple[int | None, int | None] | None = None
-        try:
-            for pkt in self._container.demux(vs):
-                if pkt.size == 0 or pkt.is_corrupt:
-                    continue  # the end-of-stream marker, or a packet cut short by truncation
-                if self._first_packet is None:
-                    self._first_packet = (pkt.pts, pkt.dts)
-                if pkt.is_discard:  # before an edit list's start: decoded, never shown
-                    if pkt.pts is not None:
-                        self._discarded.add(pkt.pts)
-                    continue
-                pts.append(pkt.pts)
-                if pkt.is_keyframe:
-                    key_pts.append(pkt.pts)
-                    key_dts[pkt.pts] = pkt.dts
-        except av.error.FFmpegError:
-            pass  # a cut-off file: keep the packets that really are there
+        table = index_table(self._container, vs, self.path) or demux_table(self._container, vs)
+        pts, key_pts, key_dts = table.pts, table.key_pts, table.key_dts
+        self._discarded = table.discarded
+        self._first_packet = table.first_packet
+        # Nothing demuxed yet (table from the index): the first run starts where the
+        # demuxer stands, without a rewind.
+        self._fresh = self._indexed = table.from_index
         if not pts:
             raise VideoDecodeError(self.path, "video stream has no frames")
 
@@ -204,6 +171,9 @@ class PyAVReader(VideoReader):
             # rather than trust synthesised pts, which with packed B-frames fail only after
             # many frames were decoded (and then decoding restarts).
             self._pts_mode = False
+        # Indexed intra-only frames are fetched one packet each: decode them side by side.
+        self._parallel = (ParallelIntraDecoder.for_stream(vs)
+                          if self._intra and self._indexed and self._threads else None)
         self._wanted_pts: set[int] = set()  # pts of this request's frames: never skipped
         self._skippable: set[int] = set()  # pts sent with skipping on, in the current run
 
@@ -213,14 +183,21 @@ class PyAVReader(VideoReader):
         codec = vs.codec_context.name
         del vs  # decoding frame 0 may reopen the file, which frees this stream object
 
-        try:
-            first = self._fetch([0])[0]
-        except VideoDecodeError:
-            reason = "truncated or corrupt file: no frame decodes"
-            raise VideoDecodeError(self.path, reason) from None
-        rot = first.rotation  # counter-clockwise degrees from the display matrix
+        if self._fresh and self._intra:
+            # An indexed AVI: the format has no display matrix, and every frame is coded
+            # alone at the header's size, so no frame needs decoding yet.  (A frame of
+            # another size would be scaled to this one by _to_rgb.)
+            rot = 0.0
+            self._raw_size = (self._stream.codec_context.width, self._stream.codec_context.height)
+        else:
+            try:
+                first = self._fetch([0])[0]
+            except VideoDecodeError:
+                reason = "truncated or corrupt file: no frame decodes"
+                raise VideoDecodeError(self.path, reason) from None
+            rot = first.rotation  # counter-clockwise degrees from the display matrix
+            self._raw_size = (first.width, first.height)
         self._rotation = int(round(-rot / 90.0)) % 4 * 90
-        self._raw_size = (first.width, first.height)
         w, h = self._raw_size
         if self._rotation in (90, 270):
             w, h = h, w
@@ -243,6 +220,9 @@ class PyAVReader(VideoReader):
 
     def _rewind(self) -> None:
         """Go back to the first packet; a seek is cheaper than reopening when it lands."""
+        if self._fresh:  # nothing demuxed since opening: already there
+            self._start_run(self._container.demux(self._stream), None, _START)
+            return
         first_pts, first_dts = self._first_packet or (None, None)
         ts = first_dts if first_dts is not None else first_pts
         if ts is not None:
@@ -281,6 +261,7 @@ class PyAVReader(VideoReader):
         self._rewind()
 
     def _start_run(self, packets: Iterator[av.Packet], first: av.Packet | None, key: int) -> None:
+        self._fresh = False
         self._frames = self._decode_packets(packets, first)
         self._expect = key  # the next frame the decoder must output (after leading ones)
         self._started = False
@@ -298,6 +279,9 @@ class PyAVReader(VideoReader):
             for pkt in itertools.chain(head, packets):
                 if pkt.is_corrupt:
                     continue  # also skipped by _scan; feeding it can lose good frames
+                if self._first_packet is None and pkt.size:
+                    # Not known from an index scan: this run started at the first packet.
+                    self._first_packet = (pkt.pts, pkt.dts)
                 if self._intra and pkt.pts not in self._wanted_pts:
                     continue  # an intra frame nothing needs: demuxed, never decoded
                 if self._skip_ok:
@@ -363,12 +347,18 @@ class PyAVReader(VideoReader):
         raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {target} of "
                                           f"{self._num_frames} could not be decoded")
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+    def _to_rgb(self, frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+        """``frame`` as (H, W, 3) RGB; with ``reformatter`` (a decoding thread's own) single-threaded."""
         w, h = self._raw_size
         # Also converts any pixel format (gray, 10-bit, yuvj...) and a mid-stream size change.
         # One reformatter per reader keeps its scaler context: PyAV's to_ndarray builds a
-        # new one per frame (1.0 -> 0.3 ms at 340x256, 15 -> 12 ms at 1080p).
-        rgb = self._reformatter.reformat(frame, w, h, "rgb24").to_ndarray()
+        # new one per frame (1.0 -> 0.3 ms at 340x256, 15 -> 12 ms at 1080p).  Threads that
+        # already convert frames side by side gain nothing from scaler threads (0.41 ->
+        # 0.26 ms CPU per 640x480 frame with one).
+        if reformatter is None:
+            rgb = self._reformatter.reformat(frame, w, h, "rgb24").to_ndarray()
+        else:
+            rgb = reformatter.reformat(frame, w, h, "rgb24", threads=1).to_ndarray()
         if self._rotation:
             rgb = np.rot90(rgb, k=-self._rotation // 90)  # a view: copied once by get_frames
         return rgb
@@ -376,7 +366,26 @@ class PyAVReader(VideoReader):
     def _read(self, indices: list[int]) -> dict[int, np.ndarray]:
         if self._closed:
             raise ValueError(f"{self.path}: reader is closed")
+        if self._parallel is not None and len(indices) >= 2 * MIN_FRAMES_PER_DECODER:
+            got = self._read_parallel(indices)
+            if got is not None:
+                return got
         return {i: self._to_rgb(frame) for i, frame in self._fetch(indices).items()}
+
+    def _read_parallel(self, indices: list[int]) -> dict[int, np.ndarray] | None:
+        """Demux each wanted packet of an indexed intra-only stream (a seek each), then decode
+        them on several cores; None when a seek does not land on the wanted packet."""
+        self._frames, self._pos, self._last, self._fresh = iter(()), None, None, False
+        packets = fetch_packets(self._container, self._stream, [self._pts_sorted[i] for i in indices])
+        if packets is None:
+            return None
+        rgbs = self._parallel.decode(packets, self._to_rgb)
+        self.frames_decoded += sum(rgb is not None for rgb in rgbs)
+        for i, rgb in zip(indices, rgbs):
+            if rgb is None:
+                raise VideoDecodeError(self.path, f"truncated or corrupt file: frame {i} of "
+                                                  f"{self._num_frames} could not be decoded")
+        return dict(zip(indices, rgbs))  # type: ignore[arg-type]
 
     def _fetch(self, indices: list[int]) -> dict[int, av.VideoFrame]:
         try:
@@ -384,6 +393,7 @@ class PyAVReader(VideoReader):
         except _PtsMismatch:
             # Timestamps cannot name the decoded frames: decode from the start and count.
             self._pts_mode = self._skip_ok = self._intra = False
+            self._parallel = None
             self._keys = [_START]
             self._pos = None
             self._last = None
@@ -399,8 +409,13 @@ class PyAVReader(VideoReader):
             self._wanted_pts = {self._pts_sorted[i] for i in indices}
             if self._pos is not None and not self._wanted_pts.isdisjoint(self._skippable):
                 self._pos = None  # a wanted frame may have been skipped already: restart
-        # Moving forward through an intra-only stream only demuxes: never worth a seek.
-        overhead = len(self._keys) if self._intra else self.seek_overhead
+        # Moving forward through an intra-only stream only demuxes: never worth a seek,
+        # unless the container's index holds every packet's position (then a seek is a
+        # table look-up, cheaper than demuxing even a few unwanted packets).
+        if self._intra:
+            overhead = INDEXED_SEEK_OVERHEAD if self._indexed else len(self._keys)
+        else:
+            overhead = self.seek_overhead
         for key, target in plan_reads(indices, self._keys, self._pos, overhead):
             if key is not None:
                 self._seek(key)
@@ -411,6 +426,7 @@ class PyAVReader(VideoReader):
         self._closed = True
         self._frames = iter(())
         self._last = None
+        self._parallel = None  # its decoders
         self._container.close()
 
 
