@@ -112,3 +112,28 @@ def test_parallel_intra_decoding_gives_the_serial_frames(tmp_path):
         assert serial.frames_decoded == 9 + 3 + 2
         if parallel._parallel is not None:
             assert parallel.frames_decoded == 9 + 4 + 2
+
+
+class _ReaderKinds(torch.utils.data.Dataset):
+    """Whether a reader opened in this process decodes side by side."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> bool:
+        with PyAVReader(self.path) as reader:
+            return reader._parallel is not None
+
+
+def test_loader_workers_decode_serially(tmp_path):
+    """Four loader workers with four decoding threads each would ask 16 threads of the cores."""
+    need("mjpeg")
+    if available_cores() < 2:
+        pytest.skip("one core: never parallel")
+    path = make_video(tmp_path / "m.avi", num_frames=12, codec="mjpeg", size=(64, 48))
+    assert _ReaderKinds(path)[0]  # in the main process: side by side
+    loader = torch.utils.data.DataLoader(_ReaderKinds(path), batch_size=None, num_workers=1)
+    assert list(loader) == [False]

@@ -70,9 +70,12 @@ class ParallelIntraDecoder:
 
     @classmethod
     def for_stream(cls, stream: av.VideoStream) -> ParallelIntraDecoder | None:
-        """A parallel decoder when the codec allows it and there is more than one core."""
+        """A parallel decoder when the codec allows it and there is more than one core, outside
+        DataLoader workers (those already decode several videos at once on the cores)."""
+        from torch.utils.data import get_worker_info
+
         cores = available_cores()
-        if stream.codec_context.name not in PARALLEL_CODECS or cores < 2:
+        if stream.codec_context.name not in PARALLEL_CODECS or cores < 2 or get_worker_info() is not None:
             return None
         return cls(stream, cores)
 
