@@ -63,18 +63,18 @@ class _Linear:
     def encode_video(self, clips):
         return clips.flatten(2).mean(-1)
 
-    def logits(self, embeddings, classifier):
+    def class_logits(self, embeddings, classifier):
         return embeddings @ classifier.t()
 
     def probabilities(self, embeddings, classifier):
-        return self.logits(embeddings, classifier).softmax(-1)
+        return self.class_logits(embeddings, classifier).softmax(-1)
 
 
 def test_fusion_rules():
     video = torch.randn(2, 3, 4, 3, 2, 2)  # B=2, V=3, T=4
     classifier = torch.randn(5, 4)
     model = _Linear()
-    per_view = torch.stack([model.logits(model.encode_video(video[:, v]), classifier) for v in range(3)], 1)
+    per_view = torch.stack([model.class_logits(model.encode_video(video[:, v]), classifier) for v in range(3)], 1)
     assert torch.allclose(score_views(model, video, classifier, "sum_logits"), per_view.sum(1), atol=1e-6)
     assert torch.allclose(score_views(model, video, classifier, "mean_logits"), per_view.mean(1), atol=1e-6)
     assert torch.allclose(score_views(model, video, classifier, "mean_softmax"), per_view.softmax(-1).mean(1),

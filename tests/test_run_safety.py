@@ -281,6 +281,8 @@ def test_protocol_retrains_only_with_the_same_settings(tmp_path, capsys):
     # and a config but no checkpoint: neither blocks the corrected attempt.
     code, err = attempt("optim.lr=-1")
     assert code == 2 and "optim.lr" in err
+    assert not out.exists()  # refused when the configuration is read: nothing written
+    run.mkdir(parents=True)
     (run / "metrics.jsonl").write_text('{"kind": "train", "step": 5, "loss": 7.0}\n')
     (run / "config.yaml").write_text("run: {seed: 99}\n")
     code, err = attempt()
