@@ -74,6 +74,12 @@ class Recipe(ABC):
 
             init_from(model, source)
 
+    def prepare(self, model: nn.Module, train_set: Dataset) -> None:
+        """Link ``model`` and ``train_set`` before the first step (e.g. a cache of features
+        computed by frozen weights).  The engine calls it once both are built, the model is
+        on its device and holds the weights training starts from (after ``run.resume``).
+        Whatever it sets up lives on the two objects, not on the recipe.  Default: nothing."""
+
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor | dict[str, Any]:
         """The loss of one (micro-)batch, or a dict with ``"loss"`` and other scalars to log.
