@@ -12,16 +12,17 @@ import open_clip
 import pytest
 import torch
 
-from ovar.errors import ModelError
 from ovar.eval.scorers import ModelScorer
 from ovar.models import load_backbone
 from ovar.models.actionclip import ActionCLIPModel
 from ovar.models.backbone import ClipBackbone
 from ovar.models.content_hash import module_digest, text_tower_digest
+from ovar.models.evl.feature_cache import weights_fingerprint
 from ovar.models.model_file import load_model_file, save_model_file
 from ovar.models.open_vclip import FrosterModel
 from ovar.hub import load_model
 from ovar.text.classifier import TextEmbeddingCache, build_classifier, default_cache
+from ovar.train import train
 from test_evl_recipe import CLASSES, dataset, evl_config, evl_recipe  # noqa: F401  (fixture)
 
 NAMES = ["archery", "surfing water", "playing guitar"]
@@ -198,14 +199,22 @@ def test_digests_cover_weights_and_structure():
 
 # --- EVL's frozen-feature cache --------------------------------------------------------------
 
-def _evl_features(recipe, view: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cached, uncached) packed features of every training video in ``view``."""
-    train_set = recipe._train_set
-    model = recipe._model
+def _opened(recipe):
+    """``(trainer, train_set)`` with the feature cache opened as the engine opens it."""
+    trainer = recipe.build_model()
+    train_set = recipe.train_dataset()
+    recipe.prepare(trainer, train_set)
+    return trainer, train_set
+
+
+def _evl_features(trainer, train_set, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cached, uncached) packed features of every training video in ``view``: read from
+    ``train_set``'s complete cache, and computed by ``trainer``'s image tower."""
+    assert train_set.cache.complete(view)
     cached = torch.stack([train_set[(view, i)]["video"] for i in range(len(train_set))]).float()
     with torch.no_grad():
         clips = torch.stack([train_set.base[(view, i)]["video"] for i in range(len(train_set))])
-        uncached = recipe.layout(model).pack(model.video_encoder.block_features(clips))
+        uncached = trainer.layout.pack(trainer.model.video_encoder.block_features(clips))
     return cached, uncached
 
 
@@ -230,35 +239,69 @@ def test_evl_cache_equals_uncached_for_every_input(dataset, other_visual_weights
     for label, change in variants.items():
         recipe = evl_recipe(evl_config(dataset, tmp_path / label, *common, *change))
         recipe.build_cache(batch_size=6)  # a no-op when the key matches an earlier variant's
-        cached, uncached = _evl_features(recipe, view=0)
+        cached, uncached = _evl_features(*_opened(recipe), view=0)
         assert torch.allclose(cached, uncached, atol=1e-5, rtol=1e-5), label
         assert all(_differ(uncached, other) for other in seen.values()), f"{label} changes nothing"
         seen[label] = uncached
     assert len({p.name for p in cache_dir.iterdir()}) == len(variants)
 
 
-def test_evl_cache_refuses_weights_changed_after_opening(dataset, tmp_path):  # noqa: F811
-    """run.resume loads a checkpoint after the cache is opened: other frozen weights stop the run."""
-    recipe = evl_recipe(evl_config(dataset, tmp_path, "recipe.cache.enabled=true", f"recipe.cache.dir={tmp_path}/c"))
-    trainer = recipe.build_model()
-    item = recipe.train_dataset()[0]
-    batch = {"video": item["video"][None], "label": torch.tensor([item["label"]]), "index": torch.tensor([0])}
-    _perturb(recipe._model.video_encoder.backbone.visual.conv1.weight, 11)
-    with pytest.raises(ModelError, match="recipe.cache.enabled=false"):
-        recipe.training_step(trainer, batch)
-    assert not any(recipe.cache.directory.glob("*.bin"))  # nothing was stored under the old key
-
-
-def test_evl_cache_stores_what_the_model_computes(dataset, tmp_path):  # noqa: F811
-    """With unchanged weights the first step passes the check and stores the uncached features."""
-    recipe = evl_recipe(evl_config(dataset, tmp_path, "recipe.cache.enabled=true", f"recipe.cache.dir={tmp_path}/c",
-                                   "recipe.cache.dtype=float32"))
+def test_evl_cache_is_keyed_by_the_weights_training_starts_from(dataset, tmp_path):  # noqa: F811
+    """run.resume loads a checkpoint before the engine prepares the recipe: weights changed by
+    then get a cache of their own, which stores the features those weights compute."""
+    opts = ("recipe.cache.enabled=true", f"recipe.cache.dir={tmp_path}/c", "recipe.cache.dtype=float32")
+    _, plain_set = _opened(evl_recipe(evl_config(dataset, tmp_path, *opts)))
+    recipe = evl_recipe(evl_config(dataset, tmp_path, *opts))
     trainer = recipe.build_model()
     train_set = recipe.train_dataset()
+    visual = trainer.model.video_encoder.backbone.visual
+    _perturb(visual.conv1.weight, 11)  # what loading another backbone's checkpoint does
+    recipe.prepare(trainer, train_set)
+    assert trainer.train_set is train_set
+    assert train_set.cache.directory != plain_set.cache.directory
+    assert train_set.cache.key["backbone"] == weights_fingerprint(visual) != plain_set.cache.key["backbone"]
     items = [train_set[i] for i in range(len(train_set))]
     batch = {"video": torch.stack([it["video"] for it in items]), "label": torch.tensor([it["label"] for it in items]),
              "index": torch.arange(len(items))}
     assert torch.isfinite(recipe.training_step(trainer, batch)["loss"])
-    assert recipe.cache.finalize(0)
-    cached, uncached = _evl_features(recipe, view=0)
+    assert train_set.cache.finalize(0)
+    assert not any(plain_set.cache.directory.glob("*.bin"))  # nothing was stored under the other key
+    cached, uncached = _evl_features(trainer, train_set, view=0)
+    assert torch.allclose(cached, uncached, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        clips = torch.stack([it["video"] for it in items])
+        unperturbed = _opened(evl_recipe(evl_config(dataset, tmp_path, *opts)))[0]
+        other = unperturbed.layout.pack(unperturbed.model.video_encoder.block_features(clips))
+    assert _differ(cached, other)  # the perturbation reaches the features
+
+
+def test_evl_resumed_run_caches_the_resumed_weights_features(dataset, tmp_path):  # noqa: F811
+    """Through the engine: a run resumed from a checkpoint whose frozen image tower differs
+    fills a cache keyed by the resumed weights, with the features those weights compute."""
+    cache_dir = tmp_path / "c"
+    opts = ("recipe.cache.enabled=true", f"recipe.cache.dir={cache_dir}", "recipe.cache.views=2",
+            "recipe.cache.dtype=float32", "eval.every_n_epochs=0", "schedule.epochs=2")
+    config = evl_config(dataset, tmp_path / "run", *opts)
+    first = train(config, evl_recipe(config), stop_after_epoch=1)
+    first_cache = first.model.train_set.cache
+    assert first_cache.finalize(0) and not first_cache.complete(1)  # epoch 1 filled view 0
+    path = tmp_path / "run" / "checkpoints" / "epoch_0001.pt"
+    state = torch.load(path, weights_only=True)
+    names = [k for k in state["model"] if k.endswith("visual.conv1.weight")]
+    assert names
+    for name in names:  # one tensor under every name it is saved with
+        _perturb(state["model"][name], 12)
+    torch.save(state, path)
+    config = evl_config(dataset, tmp_path / "run", *opts, f"run.resume={path}")
+    resumed = train(config, evl_recipe(config))
+    assert resumed.completed
+    trainer, train_set = resumed.model, resumed.model.train_set
+    visual = trainer.model.video_encoder.backbone.visual
+    assert torch.equal(visual.conv1.weight, state["model"][names[0]])
+    assert train_set.cache.key["backbone"] == weights_fingerprint(visual) != first_cache.key["backbone"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([first_cache.directory.name,
+                                                                   train_set.cache.directory.name])
+    assert not first_cache.complete(1) and not any(first_cache.directory.glob("v1-*"))
+    assert train_set.cache.finalize(1)  # epoch 2 filled view 1
+    cached, uncached = _evl_features(trainer, train_set, view=1)
     assert torch.allclose(cached, uncached, atol=1e-5, rtol=1e-5)

@@ -12,6 +12,14 @@ from test_evl_recipe import dataset, evl_config, evl_recipe  # noqa: F401  (fixt
 LAYOUT = FeatureLayout(blocks=2, frames=2, tokens=5, width=8, heads=2)
 
 
+def _opened(recipe):
+    """``(trainer, train_set)`` with the feature cache opened as the engine opens it."""
+    trainer = recipe.build_model()
+    train_set = recipe.train_dataset()
+    recipe.prepare(trainer, train_set)
+    return trainer, train_set
+
+
 def _records(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, LAYOUT.elements, generator=torch.Generator().manual_seed(seed))
 
@@ -62,32 +70,38 @@ def test_recipe_cache_hit_miss_and_invalidation(dataset, tmp_path):  # noqa: F81
     recipe = evl_recipe(evl_config(dataset, tmp_path, *opts))
     cache = recipe.build_cache(batch_size=4)
     assert cache.complete(0)
-    assert recipe.train_dataset()[(5, 0)]["video"].dim() == 1  # any epoch reads view 0 from disk
+    unprepared = recipe.train_dataset()
+    assert unprepared.cache is None and unprepared[(5, 0)]["video"].dim() == 4  # clips until prepared
     torch.manual_seed(0)
     again = evl_recipe(evl_config(dataset, tmp_path, *opts))
-    again.build_model(), again.train_dataset()
-    assert again.cache.directory == cache.directory and again.cache.complete(0)
+    trainer, train_set = _opened(again)
+    assert trainer.train_set is train_set
+    assert train_set.cache.directory == cache.directory and train_set.cache.complete(0)
+    assert train_set[(5, 0)]["video"].dim() == 1  # any epoch reads view 0 from disk
     for change in (("data.frames=2", "data.sampling=2x2"), ("data.sampling=4x3",)):  # new key -> miss
         other = evl_recipe(evl_config(dataset, tmp_path, *opts, *change))
         torch.manual_seed(0)
-        other.build_model(), other.train_dataset()
-        assert other.cache.directory != cache.directory and not other.cache.complete(0)
+        _, other_set = _opened(other)
+        assert other_set.cache.directory != cache.directory and not other_set.cache.complete(0)
     other = evl_recipe(evl_config(dataset, tmp_path, *opts))
-    visual = other.build_model().model.video_encoder.backbone.visual
+    trainer = other.build_model()
     with torch.no_grad():  # other backbone weights -> another fingerprint
-        visual.transformer.resblocks[0].mlp.c_fc.bias.add_(1e-3)
-    other.train_dataset()
-    assert other.cache.directory != cache.directory
+        trainer.model.video_encoder.backbone.visual.transformer.resblocks[0].mlp.c_fc.bias.add_(1e-3)
+    other_set = other.train_dataset()
+    other.prepare(trainer, other_set)
+    assert other_set.cache.directory != cache.directory
 
 
 def test_max_gb_disables_the_cache(dataset, tmp_path):  # noqa: F811
     import pytest
 
     recipe = evl_recipe(evl_config(dataset, tmp_path, "recipe.cache.enabled=true", "recipe.cache.max_gb=1e-9"))
-    recipe.build_model()
+    trainer = recipe.build_model()
+    train_set = recipe.train_dataset()
     with pytest.warns(UserWarning, match="feature cache disabled"):
-        recipe.train_dataset()
-    assert recipe.cache is None
+        recipe.prepare(trainer, train_set)
+    assert train_set.cache is None and trainer.train_set is None
+    assert train_set.views == 1  # the same views, without the cache
 
 
 def test_cached_training_equals_uncached(dataset, tmp_path):  # noqa: F811
@@ -96,9 +110,9 @@ def test_cached_training_equals_uncached(dataset, tmp_path):  # noqa: F811
     a = train(plain, evl_recipe(plain)).model.state_dict()
     cached = evl_config(dataset, tmp_path / "cached", *common, "recipe.cache.enabled=true", "recipe.cache.views=2",
                         "recipe.cache.dtype=float32")
-    recipe = evl_recipe(cached)
-    b = train(cached, recipe).model.state_dict()
-    assert recipe.cache.complete(0) and recipe.cache.complete(1)
+    trained = train(cached, evl_recipe(cached)).model
+    b = trained.state_dict()
+    assert trained.train_set.cache.complete(0) and trained.train_set.cache.complete(1)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
@@ -120,6 +134,6 @@ def test_cache_build_command(dataset, tmp_path):  # noqa: F811
             f"recipe.cache.dir={cache_dir}", "recipe.cache.views=2"]
     (tmp_path / "c.yaml").write_text("{}\n")
     assert main(["cache", "build", "--config", str(tmp_path / "c.yaml"), *opts]) == 0
-    recipe = evl_recipe(evl_config(dataset, tmp_path, *opts[12:]))
-    recipe.build_model(), recipe.train_dataset()
-    assert recipe.cache.complete(0) and recipe.cache.complete(1)
+    _, train_set = _opened(evl_recipe(evl_config(dataset, tmp_path, *opts[12:])))
+    assert train_set.cache.directory.parent == cache_dir
+    assert train_set.cache.complete(0) and train_set.cache.complete(1)

@@ -248,7 +248,7 @@ def test_froster_step(dataset, tmp_path, extra, ratio, scale):
     assert out["template"] == picks[0]
     descriptions = [DESCRIPTIONS[str(i)] for i in range(len(CLASSES))]
     prompts = [fill_prompts(CLASSES, templates[k], descriptions) for k in picks]
-    student, teacher = model.model.backbone, recipe.teacher(torch.device("cpu")).backbone
+    student, teacher = model.model.backbone, recipe.teacher(model, torch.device("cpu")).backbone
     video, labels = batch["video"], batch["label"]
     with torch.no_grad():
         frames = _unit(model.model.frame_embeddings(video))  # (B*T, E)

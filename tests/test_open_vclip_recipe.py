@@ -124,7 +124,7 @@ def test_iwo_gradient_is_the_sum_of_both_gradients(dataset, tmp_path, chain_rule
     import copy
 
     plain, interp = copy.deepcopy(model), copy.deepcopy(model)
-    anchor = recipe.anchor(torch.device("cpu"))
+    anchor = recipe.anchor(model, torch.device("cpu"))
     with torch.no_grad():
         params = dict(interp.model.named_parameters())
         for name, target in anchor.items():
@@ -163,9 +163,9 @@ def test_iwo_trains_with_an_extra_trainable_module(dataset, tmp_path):
     out = recipe.training_step(model, batch)
     out["loss"].backward()
     bias = model.model.logit_bias
-    assert "model.logit_bias" not in recipe.anchor(torch.device("cpu"))
+    assert "model.logit_bias" not in recipe.anchor(model, torch.device("cpu"))
     # The bias is not interpolated: its gradient is the sum over both passes of dCE/dlogits.
-    logits, interp = model(batch["video"], anchor=recipe.anchor(torch.device("cpu")), alpha=out["alpha"])
+    logits, interp = model(batch["video"], anchor=recipe.anchor(model, torch.device("cpu")), alpha=out["alpha"])
     onehot = F.one_hot(batch["label"], len(CLASSES)).float()
     want = ((logits.softmax(-1) - onehot).mean(0) + recipe.opts.iwo_loss_ratio * (interp.softmax(-1) - onehot).mean(0))
     torch.testing.assert_close(bias.grad, want.detach(), atol=1e-5, rtol=1e-4)
@@ -223,7 +223,7 @@ def test_patch_ratio_moves_the_evaluated_weights_towards_clip(dataset, tmp_path)
             if p.requires_grad:
                 p.add_(1.0)
     evaluated = recipe.eval_model(model)
-    anchor = recipe.anchor(torch.device("cpu"))
+    anchor = recipe.anchor(model, torch.device("cpu"))
     params, trained = dict(evaluated.model.named_parameters()), dict(model.model.named_parameters())
     for name, target in anchor.items():
         torch.testing.assert_close(params[name], 0.25 * target + 0.75 * trained[name], atol=1e-6, rtol=0)
@@ -241,13 +241,13 @@ def test_froster_distillation_starts_at_zero_and_the_teacher_stays_frozen(datase
     # student's temporal attention changes its frame features: only the text term is zero.
     assert float(out["distill_text"]) == pytest.approx(0.0, abs=1e-6)
     assert float(out["distill_video"]) > 0
-    teacher_before = {k: v.clone() for k, v in recipe.teacher(torch.device("cpu")).backbone.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in recipe.teacher(model, torch.device("cpu")).backbone.state_dict().items()}
     params = [p for g in recipe.param_groups(model) for _, p in g.params]
     assert any(p is model.projector_v[0].weight for p in params)
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     out["loss"].backward()
     optimizer.step()
-    teacher = recipe.teacher(torch.device("cpu")).backbone.state_dict()
+    teacher = recipe.teacher(model, torch.device("cpu")).backbone.state_dict()
     assert all(torch.equal(teacher[k], teacher_before[k]) for k in teacher)
 
 

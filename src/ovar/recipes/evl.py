@@ -9,7 +9,11 @@ Because the backbone is frozen, ``recipe.cache`` can store its features on disk:
 ``e`` then uses the fixed augmented view ``e mod views`` of every video (seeded by the
 video index and the view), the first epoch of each view fills the cache and later epochs
 read features instead of decoding and encoding video.  ``recipe.fixed_views`` gives the
-same view schedule without a cache (the two train identically).
+same view schedule without a cache (the two train identically).  The cache is opened by
+:meth:`EVLRecipe.prepare`, which the engine calls once the model holds the weights it
+starts from (after ``run.resume``): the cache's key is taken from those weights, and the
+cache lives on the training set (``FixedViewDataset.cache``), which the trainer module
+holds (``EVLTrainer.train_set``) to store the features it computes.
 
 ``recipe.finetune_backbone`` (the original's ``--finetune_backbone``) trains the image
 tower too, in the decoder's optimiser at ``optim.lr`` x ``recipe.backbone_lr_scale`` (1: the
@@ -30,10 +34,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, rule
-from ..errors import ModelError
 from ..models.evl import EVLModel
 from ..models.evl.backbone import USED_PREFIXES as TOWER_USED
 from ..models.evl.feature_cache import FeatureCache, FeatureLayout, estimate_bytes, weights_fingerprint
+from ..train.distributed import unwrap
 from ..train.recipe import Trainable
 from ..video.clip_augment import check_rand_augment_spec
 from .clip_recipe import ClipVideoRecipe
@@ -77,6 +81,9 @@ class EVLTrainer(nn.Module):
         self.model = model
         self.layout = layout
         self.from_clips = from_clips  # a trained backbone: the forward starts from the clips
+        # The training set whose feature cache the training steps fill (set by
+        # EVLRecipe.prepare when the cache is open); a plain attribute: never saved.
+        self.train_set: FixedViewDataset | None = None
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         if self.from_clips:
@@ -145,9 +152,6 @@ class EVLRecipe(ClipVideoRecipe):
         if self.opts.finetune_backbone and self.opts.cache.enabled:
             raise ConfigError("recipe.finetune_backbone=true trains the image tower, so its features cannot be "
                               "cached: set recipe.cache.enabled=false")
-        self._model: EVLModel | None = None
-        self._train_set: FixedViewDataset | None = None
-        self._key_checked = False
 
     def augment(self) -> Augment:
         return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
@@ -160,9 +164,7 @@ class EVLRecipe(ClipVideoRecipe):
     def build_model(self) -> nn.Module:
         model = EVLModel(self.backbone(), class_names=self.class_names, num_frames=self.config.data.frames,
                          num_layers=self.opts.num_layers)
-        self._model = model
         model.video_encoder.backbone.trainable = self.opts.finetune_backbone
-        self._attach_cache()
         return self.with_trainable(EVLTrainer(model, self.layout(model), from_clips=self.opts.finetune_backbone))
 
     def layout(self, model: EVLModel) -> FeatureLayout:
@@ -186,30 +188,32 @@ class EVLRecipe(ClipVideoRecipe):
         views = self.opts.cache.views if self.opts.cache.enabled else self.opts.fixed_views
         if not views:
             return base  # the original: fresh augmentation every epoch
-        self._train_set = FixedViewDataset(base, views)
-        self._attach_cache()
-        return self._train_set
+        return FixedViewDataset(base, views)
 
-    def _attach_cache(self) -> None:
-        """Open the cache once both the model (its weights are in the key) and the dataset exist."""
+    def prepare(self, model: nn.Module, train_set: Dataset) -> None:
+        """Open the feature cache on ``train_set`` (when ``recipe.cache.enabled``) and hand it
+        to the trainer ``model``.  Its key holds the image tower's weights as they are now,
+        so the engine calls this after ``run.resume`` has loaded them: a checkpoint of
+        another backbone gets a cache of its own, never features of other weights."""
         opts = self.opts.cache
-        if not opts.enabled or self._model is None or self._train_set is None or self._train_set.cache:
+        if not opts.enabled or not isinstance(train_set, FixedViewDataset):
             return
-        layout = self.layout(self._model)
-        size = estimate_bytes(len(self._train_set), opts.views, layout, opts.dtype)
+        trainer = unwrap(model)
+        size = estimate_bytes(len(train_set), opts.views, trainer.layout, opts.dtype)
         if size > opts.max_gb * 1e9:
             warnings.warn(f"EVL feature cache disabled: it would take {size / 1e9:.1f} GB, over "
                           f"recipe.cache.max_gb={opts.max_gb}; training uses the same views without it")
             return
-        self._train_set.cache = FeatureCache(opts.dir or Path(self.config.run.out_dir) / "feature_cache",
-                                             self._cache_key(), layout, len(self._train_set), opts.views,
-                                             opts.dtype)
+        train_set.cache = FeatureCache(opts.dir or Path(self.config.run.out_dir) / "feature_cache",
+                                       self._cache_key(trainer.model), trainer.layout, len(train_set), opts.views,
+                                       opts.dtype)
+        trainer.train_set = train_set
 
-    def _cache_key(self) -> dict[str, Any]:
-        """Everything the cached features depend on; any change gives a new cache directory."""
+    def _cache_key(self, model: EVLModel) -> dict[str, Any]:
+        """Everything the cached features of ``model`` depend on; any change gives a new cache directory."""
         data, meta = self.config.data, self._shape_source()
         train_list = Path(data.train_list)
-        return {"backbone": weights_fingerprint(self._model.video_encoder.backbone.visual),
+        return {"backbone": weights_fingerprint(model.video_encoder.backbone.visual),
                 "frames": data.frames, "sampling": self.train_sampling() or data.sampling, "seed": data.seed,
                 "shot": data.shot,
                 "root": str(data.root), "list": train_list.read_bytes().hex() if train_list.stat().st_size < 1 << 20
@@ -217,45 +221,18 @@ class EVLRecipe(ClipVideoRecipe):
                 "image_size": meta.image_size, "mean": list(meta.mean), "std": list(meta.std),
                 "augment": repr(self.augment())}
 
-    @property
-    def cache(self) -> FeatureCache | None:
-        return self._train_set.cache if self._train_set is not None else None
-
-    def _check_cache_key(self) -> None:
-        """Before the cache is first used: its key must still describe the frozen image tower.
-
-        The key is taken when the model and dataset are built; ``run.resume`` loads a
-        checkpoint after that, and features of other weights must be neither read nor stored.
-        """
-        cache = self.cache
-        if cache is None or self._key_checked:
-            return
-        if weights_fingerprint(self._model.video_encoder.backbone.visual) != cache.key["backbone"]:
-            raise ModelError("EVL's frozen image tower no longer has the weights the feature cache was opened "
-                             "for (a run.resume checkpoint from another backbone?); set recipe.cache.enabled=false")
-        self._key_checked = True
-
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
-        self._check_cache_key()
         video = batch["video"]
         if self.opts.finetune_backbone:  # gradients reach the image tower: no packed features
             return {"loss": F.cross_entropy(model(video), batch["label"])}
         if batch.get("packed"):  # features read from the cache
             packed = video
         else:
+            trainer = unwrap(model)  # the features come from outside DDP's forward: no gradient
             with torch.no_grad():
-                assert self._model is not None, "build_model() first"
-                packed = self.layout(self._model).pack(self._model.video_encoder.block_features(video))
-            self._store(batch, packed)
+                packed = trainer.layout.pack(trainer.model.video_encoder.block_features(video))
+            _store(trainer.train_set, batch, packed)
         return {"loss": F.cross_entropy(model(packed), batch["label"])}
-
-    def _store(self, batch: dict[str, Any], packed: torch.Tensor) -> None:
-        cache = self.cache
-        if cache is None:
-            return
-        view = self._train_set.view_of(self._train_set.epoch)
-        if not cache.complete(view):
-            cache.writer(view, _rank()).write(batch["index"].tolist(), batch["label"].tolist(), packed)
 
     @torch.no_grad()
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +246,8 @@ class EVLRecipe(ClipVideoRecipe):
         torch.manual_seed(self.config.run.seed)  # the engine builds the model from the same seed
         trainer = self.build_model().to(device)
         dataset = self.train_dataset()
-        cache = self.cache
+        self.prepare(trainer, dataset)
+        cache = trainer.train_set.cache if trainer.train_set is not None else None
         if cache is None:
             raise RuntimeError("the feature cache is not enabled (recipe.cache.enabled=true) or is over max_gb")
         for view in range(cache.views):
@@ -278,13 +256,22 @@ class EVLRecipe(ClipVideoRecipe):
             for start in range(0, len(dataset), batch_size):
                 items = [dataset.base[(view, i)] for i in range(start, min(start + batch_size, len(dataset)))]
                 video = torch.stack([it["video"] for it in items]).to(device)
-                packed = self.layout(self._model).pack(self._model.video_encoder.block_features(video))
+                packed = trainer.layout.pack(trainer.model.video_encoder.block_features(video))
                 cache.writer(view, _rank()).write(range(start, start + len(items)),
                                                   [it["label"] for it in items], packed)
             if not cache.finalize(view):
                 raise RuntimeError(f"feature cache view {view} is incomplete after building")
-        del trainer
         return cache
+
+
+def _store(train_set: FixedViewDataset | None, batch: dict[str, Any], packed: torch.Tensor) -> None:
+    """Write a batch's features to ``train_set``'s cache while its current view is incomplete."""
+    cache = train_set.cache if train_set is not None else None
+    if cache is None:
+        return
+    view = train_set.view_of(train_set.epoch)
+    if not cache.complete(view):
+        cache.writer(view, _rank()).write(batch["index"].tolist(), batch["label"].tolist(), packed)
 
 
 def _rank() -> int:

@@ -26,6 +26,7 @@ from ..models.open_vclip import FrosterModel
 from ..text.classifier import encode_prompts
 from ..text.descriptions import fill_prompts, read_descriptions
 from ..text.templates import resolve_templates
+from ..train.distributed import unwrap
 from ..train.recipe import Trainable
 from .open_vclip import OpenVCLIPOptions, OpenVCLIPRecipe
 
@@ -58,6 +59,9 @@ class FrosterTrainer(nn.Module):
     mean of their unit embeddings, encoded with gradients (the text tower trains).
     """
 
+    shared: tuple[str, ...] = ("clip_anchor", "teacher", "tokens")
+    """Frozen attributes a copy of the trainer shares rather than copies."""
+
     def __init__(self, model: FrosterModel, projector_scale: float = 0.1) -> None:
         super().__init__()
         self.model = model
@@ -65,6 +69,11 @@ class FrosterTrainer(nn.Module):
         self.projector_v = ResidualProjector(dim)
         self.projector_t = ResidualProjector(dim)
         self.projector_scale = projector_scale
+        # Set by FrosterRecipe.build_model; plain attributes, so neither checkpointed nor
+        # broadcast by DDP: θ_CLIP (patching), the frozen teacher, the prompts' tokens (K, C, L).
+        self.clip_anchor: dict[str, torch.Tensor] | None = None
+        self.teacher: Teacher | None = None
+        self.tokens: torch.Tensor | None = None
 
     def classifier(self, tokens: torch.Tensor) -> torch.Tensor:
         templates, classes = tokens.shape[:2]
@@ -132,8 +141,6 @@ class FrosterRecipe(OpenVCLIPRecipe):
         # Prompts per template (K, C), tokenised once; each step picks two templates.
         self.train_class_names = list(self.class_names)
         self.prompts = [fill_prompts(self.class_names, t, self.descriptions) for t in self.templates]
-        self._tokens: torch.Tensor | None = None
-        self._teacher: Teacher | None = None
 
     def make_model(self) -> FrosterModel:
         return FrosterModel(self.backbone(), frames=self.config.data.frames, templates=self.opts.templates,
@@ -144,8 +151,10 @@ class FrosterRecipe(OpenVCLIPRecipe):
         teacher = Teacher(load_backbone(self.config.model.backbone, self.config.model.pretrained), self.prompts)
         # The projectors are drawn after the teacher (the same random draws as ever).
         trainer = self.with_trainable(FrosterTrainer(model, self.opts.projector_scale))
-        self._capture_anchor(model)
-        self._teacher = teacher
+        self._capture_anchor(trainer)
+        trainer.teacher = teacher
+        flat = model.backbone.tokenize([p for per_template in self.prompts for p in per_template])
+        trainer.tokens = flat.view(len(self.prompts), len(self.class_names), -1)
         return trainer
 
     def trainable(self) -> list[Trainable]:
@@ -153,17 +162,21 @@ class FrosterRecipe(OpenVCLIPRecipe):
         # Open-VCLIP's ZERO_WD_1D_PARAM decay rule.
         return [Trainable("clip", ("",), decay_rule="no_vectors")]
 
-    def teacher(self, device: torch.device) -> Teacher:
-        if self._teacher is None:
-            raise RuntimeError("no teacher: build_model() was not called")
-        return self._teacher.to(device)
+    def teacher(self, model: nn.Module, device: torch.device) -> Teacher:
+        """The frozen teacher of the trainer ``model`` (DDP-wrapped or not), on ``device``."""
+        teacher = unwrap(model).teacher
+        if teacher is None:
+            raise RuntimeError("no teacher: the model was not built by build_model()")
+        return teacher.to(device)
 
     def tokens(self, model: nn.Module, device: torch.device) -> torch.Tensor:
-        if self._tokens is None or self._tokens.device != device:
-            backbone = self.inner(model).backbone
-            flat = backbone.tokenize([p for per_template in self.prompts for p in per_template])
-            self._tokens = flat.view(len(self.prompts), len(self.class_names), -1).to(device)
-        return self._tokens
+        """The prompts' tokens (K, C, L) of the trainer ``model``, on ``device``."""
+        trainer = unwrap(model)
+        if trainer.tokens is None:
+            raise RuntimeError("no prompt tokens: the model was not built by build_model()")
+        if trainer.tokens.device != device:  # moved once, with the model they belong to
+            trainer.tokens = trainer.tokens.to(device)
+        return trainer.tokens
 
     @staticmethod
     def inner(model: nn.Module) -> FrosterModel:
@@ -178,7 +191,7 @@ class FrosterRecipe(OpenVCLIPRecipe):
         picks = self.draw_templates()
         tokens = self.tokens(model, labels.device)[picks]
         logits, v_s, t_s = model(video, tokens)
-        teacher = self.teacher(labels.device)
+        teacher = self.teacher(model, labels.device)
         v_t = teacher.frame_features(video)
         t_t = teacher.classifier(picks)
         ce = F.cross_entropy(logits.float(), labels)

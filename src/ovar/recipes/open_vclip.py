@@ -28,6 +28,7 @@ from ..models.temporal.expand_view import TEMPORAL_TYPES
 from ..models.mixing import mix
 from .iwo import anchor_weights, functional_forward, interpolated_parameters, sample_alpha
 from .running_average import RunningAverage
+from ..train.distributed import unwrap
 from ..train.recipe import Trainable
 from .clip_recipe import MODEL_FILE, ClipVideoRecipe, EvalModel
 from .video_data import Augment
@@ -63,10 +64,17 @@ class OpenVCLIPTrainer(nn.Module):
     the interpolated weights, both in one call so DistributedDataParallel sees one forward.
     """
 
+    shared: tuple[str, ...] = ("clip_anchor",)
+    """Frozen attributes a copy of the trainer shares rather than copies (see
+    :meth:`OpenVCLIPRecipe.patched`)."""
+
     def __init__(self, model: OpenVCLIPModel, classifier: torch.Tensor) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("classifier", classifier, persistent=False)
+        # θ_CLIP of the interpolated and patched weights (OpenVCLIPRecipe.anchor), taken when
+        # built: a plain attribute, so neither checkpointed nor broadcast by DDP.
+        self.clip_anchor: dict[str, torch.Tensor] | None = None
 
     def forward(self, video: torch.Tensor, anchor: dict[str, torch.Tensor] | None = None, alpha: float = 0.0,
                 chain_rule: bool = False):
@@ -87,7 +95,6 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         self.opts = self.options(self.options_class)
         if self.opts.iwo_alpha_low > self.opts.iwo_alpha_high:
             raise ConfigError("recipe.iwo_alpha_low/high: need 0 <= low <= high <= 1")
-        self._anchor: dict[str, torch.Tensor] | None = None  # θ_CLIP of the interpolated parameters
 
     # --- model -------------------------------------------------------------------------
 
@@ -105,21 +112,24 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         with torch.no_grad():  # computed once from the pretrained text tower, as the original
             classifier = model.classifier(self.class_names, cache=False)
         trainer = self.with_trainable(OpenVCLIPTrainer(model, classifier))
-        self._capture_anchor(model)  # after requires_grad is set: the anchor holds what trains
+        self._capture_anchor(trainer)  # after requires_grad is set: the anchor holds what trains
         return trainer
 
-    def _capture_anchor(self, model: OpenVCLIPModel) -> None:
+    def _capture_anchor(self, trainer: nn.Module) -> None:
         # The pretrained CLIP weights, taken before training or resuming changes them.
         if self.opts.iwo or self.opts.patch_ratio is not None:
-            self._anchor = anchor_weights(model, CLIP_PREFIX)
+            trainer.clip_anchor = anchor_weights(trainer.model, CLIP_PREFIX)
 
-    def anchor(self, device: torch.device) -> dict[str, torch.Tensor]:
-        if self._anchor is None:
-            raise RuntimeError("no CLIP anchor: build_model() was not called")
-        first = next(iter(self._anchor.values()))
-        if first.device != device:
-            self._anchor = {k: v.to(device) for k, v in self._anchor.items()}
-        return self._anchor
+    def anchor(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+        """θ_CLIP of the trainer ``model`` (built by :meth:`build_model`; DDP-wrapped or not), on ``device``."""
+        trainer = unwrap(model)
+        anchor = getattr(trainer, "clip_anchor", None)
+        if anchor is None:
+            raise RuntimeError("no CLIP anchor: the model was not built by build_model() with recipe.iwo "
+                               "or recipe.patch_ratio")
+        if next(iter(anchor.values())).device != device:  # moved once, with the model it belongs to
+            anchor = trainer.clip_anchor = {k: v.to(device) for k, v in anchor.items()}
+        return anchor
 
     def trainable(self) -> list[Trainable]:
         # The image tower and the logit scale; the text tower stays as pretrained.
@@ -134,7 +144,7 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
         if not self.opts.iwo:
             return {"loss": F.cross_entropy(model(video).float(), labels)}
         alpha = sample_alpha(self.opts.iwo_alpha_low, self.opts.iwo_alpha_high)
-        logits, interp = model(video, anchor=self.anchor(labels.device), alpha=alpha,
+        logits, interp = model(video, anchor=self.anchor(model, labels.device), alpha=alpha,
                                chain_rule=self.opts.iwo_chain_rule)
         ce = F.cross_entropy(logits.float(), labels)
         ce_interp = F.cross_entropy(interp.float(), labels)
@@ -151,10 +161,12 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     def patched(self, model: nn.Module, ratio: float) -> nn.Module:
         """A copy of the trainer with every trained CLIP tensor moved to ``r·θ_CLIP + (1 − r)·θ``."""
-        patched = copy.deepcopy(model)
+        anchor = self.anchor(model, next(model.parameters()).device)
+        shared = (getattr(model, name) for name in model.shared)  # frozen: the copy need not own them
+        patched = copy.deepcopy(model, {id(value): value for value in shared})
         params = dict(patched.model.named_parameters())
         with torch.no_grad():
-            for name, target in self.anchor(next(patched.parameters()).device).items():
+            for name, target in anchor.items():
                 params[name].copy_(mix(target, params[name].detach(), ratio, name))
         return patched
 

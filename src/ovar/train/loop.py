@@ -157,6 +157,10 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
                 log.info("removed %s (left by an interrupted write)", stale)
         save_resolved(config, run_dir)
         write_parameter_report(run_dir, model, groups)
+    # The model now holds the weights training starts from; rank 0 may just have cleared
+    # the run folder (--overwrite), where the recipe may keep files (EVL's feature cache).
+    distributed.barrier()
+    recipe.prepare(model, train_set)
     logger = build_loggers(config, run_dir, enabled=ctx.is_main, resume_step=pos.step if found else None)
     if found is not None and ctx.is_main:
         log.info("resumed from %s (epoch %d, step %d)", found[0], pos.epoch, pos.step)

@@ -6,7 +6,8 @@ The engine owns the interface it drives; the recipes themselves and their regist
 The engine (:mod:`ovar.train.loop`) knows nothing about any method.  A recipe says which
 model to build, which parameters train, at which learning rate and with which weight decay
 (:meth:`Recipe.trainable`, declared once; see :mod:`ovar.train.trainable`), what the loss
-is (:meth:`Recipe.training_step`), how a batch is scored at evaluation
+is (:meth:`Recipe.training_step`, after :meth:`Recipe.prepare` has linked the model and the
+training set), how a batch is scored at evaluation
 (:meth:`Recipe.evaluate_batch`; the engine computes the metrics) and what happens after
 training (:meth:`Recipe.finalize`).
 """
@@ -28,8 +29,9 @@ __all__ = ["ParamGroup", "Recipe", "Trainable"]
 
 
 class Recipe(ABC):
-    """One training method.  Constructed from a :class:`Config`; stateless between calls
-    except for what it builds (a frozen teacher, a cached text classifier, ...)."""
+    """One training method.  Constructed from a :class:`Config`; keeps no state between
+    calls: what a step needs beyond the batch (a frozen teacher, anchor weights, a feature
+    cache) lives on the model or dataset it builds (see :meth:`prepare`)."""
 
     find_unused_parameters: bool = False
     """Passed to DistributedDataParallel: set when some trainable parameters may get no
@@ -73,6 +75,12 @@ class Recipe(ABC):
             from .init_from import init_from
 
             init_from(model, source)
+
+    def prepare(self, model: nn.Module, train_set: Dataset) -> None:
+        """Link ``model`` and ``train_set`` before the first step (e.g. a cache of features
+        computed by frozen weights).  The engine calls it once both are built, the model is
+        on its device and holds the weights training starts from (after ``run.resume``).
+        Whatever it sets up lives on the two objects, not on the recipe.  Default: nothing."""
 
     @abstractmethod
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor | dict[str, Any]:
