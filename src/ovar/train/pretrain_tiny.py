@@ -71,10 +71,12 @@ class Caption:
     column: int | None
 
     def text(self) -> str:
-        words = " ".join(w for w in (self.size, self.colour, self.shape) if w)
-        where = "".join(f" {phrase}" for phrase in (None if self.row is None else ROWS[self.row],
-                                                     None if self.column is None else COLUMNS[self.column]) if phrase)
-        return f"a {words}{where}"
+        words = [w for w in (self.size, self.colour, self.shape) if w]
+        if self.row is not None:
+            words.append(ROWS[self.row])
+        if self.column is not None:
+            words.append(COLUMNS[self.column])
+        return "a " + " ".join(words)
 
 
 def band(value: float, size: int, bands: int = 4) -> int:
