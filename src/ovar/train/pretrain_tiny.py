@@ -2,11 +2,11 @@
 
 Single frames (background, distractors, one object of some colour, shape and size at some
 place and angle) are paired with captions naming what a frame shows — colour, shape,
-optionally size and place, wrapped in one of ovar's prompt templates — and never how the
-object moves: a frozen model trained this way knows objects and colours but no motion, so
+optionally size, row and column, wrapped in one of ovar's prompt templates — and never how
+the object moves: a frozen model trained this way knows objects and colours but no motion, so
 the video recipes have to learn motion from the videos.
 
-A caption may leave out the size or the place, so it can be true of several images in a
+A caption may leave out the size, the row or the column, so it can be true of several images in a
 batch; the loss takes every image a caption is true of as a positive (soft targets),
 instead of pretending the batch diagonal is the only match.
 
@@ -181,9 +181,11 @@ def pretrain(opts: PretrainOptions, out: str | Path,
         clip.visual.positional_embedding.mul_(opts.position_init_scale)
     decay = [p for n, p in clip.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in clip.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                               {"params": rest, "weight_decay": 0.0}], lr=opts.lr,
-                              fused=True)
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    try:  # the fused CPU kernel (torch >= 2.4) is several times faster than the loop over tensors
+        optim = torch.optim.AdamW(groups, lr=opts.lr, fused=True)
+    except (RuntimeError, TypeError):
+        optim = torch.optim.AdamW(groups, lr=opts.lr)
     mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     templates = _templates()
