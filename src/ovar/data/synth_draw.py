@@ -22,9 +22,6 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 SIZES: dict[str, float] = {"small": 0.11, "medium": 0.15, "large": 0.19}  # radius / frame side
 ACTIONS = ("moving left", "moving right", "moving up", "moving down", "rotating clockwise",
            "rotating anticlockwise", "growing", "shrinking", "bouncing", "blinking", "staying still")
-# Where a single frame shows the object (pretraining captions): a 3 x 3 grid of places.
-PLACES = (("top left", "top", "top right"), ("left", "centre", "right"),
-          ("bottom left", "bottom", "bottom right"))
 
 _TRAVEL = 0.40  # distance covered by a move, as a fraction of the frame side
 _TURN = 100.0  # degrees turned by a rotation over the clip
@@ -190,9 +187,3 @@ def object_colour(rng: np.random.Generator, name: str) -> np.ndarray:
     """The named colour with a little per-clip jitter."""
     return np.clip(np.array(COLOURS[name], np.float32) + rng.normal(0, 8, 3), 0, 255)
 
-
-def place_name(x: float, y: float, size: int) -> str:
-    """Which ninth of the frame the point is in, in words (pretraining captions)."""
-    col = min(int(3 * x / size), 2)
-    row = min(int(3 * y / size), 2)
-    return PLACES[max(row, 0)][max(col, 0)]

@@ -2,11 +2,11 @@
 
 Single frames (background, distractors, one object of some colour, shape and size at some
 place and angle) are paired with captions naming what a frame shows — colour, shape,
-optionally size and place, wrapped in one of ovar's prompt templates — and never how the
-object moves: a frozen model trained this way knows objects and colours but no motion, so
+optionally size, row and column, wrapped in one of ovar's prompt templates — and never how
+the object moves: a frozen model trained this way knows objects and colours but no motion, so
 the video recipes have to learn motion from the videos.
 
-A caption may leave out the size or the place, so it can be true of several images in a
+A caption may leave out the size, the row or the column, so it can be true of several images in a
 batch; the loss takes every image a caption is true of as a positive (soft targets),
 instead of pretending the batch diagonal is the only match.
 
@@ -46,7 +46,18 @@ class PretrainOptions:
     warmup: int = 60
     size: int = 64
     seed: int = 0
+    template_p: float = 0.8  # how often a caption is wrapped in a prompt template
+    position_init_scale: float = 10.0  # the image tower's initial position embeddings x this
+    place_p: float = 0.8  # how often a caption names each of the object's row and column
     threads: int | None = None  # torch threads; None leaves torch's default
+
+
+# Where the object is, in four bands along each axis. Bands this fine make a frame's
+# embedding keep where the object is, so that its change over a clip can show the direction
+# of motion; the words include "left", "right", "up" and "down", so a class name such as
+# "moving up" is not an unknown word to the text tower (they name places, never motion).
+ROWS = ("up at the top", "up high", "down low", "down at the bottom")
+COLUMNS = ("far to the left", "to the left", "to the right", "far to the right")
 
 
 @dataclass(frozen=True)
@@ -56,16 +67,21 @@ class Caption:
     colour: str
     shape: str
     size: str | None
-    place: str | None
+    row: int | None
+    column: int | None
 
     def text(self) -> str:
-        words = " ".join(w for w in (self.size, self.colour, self.shape) if w)
-        where = f" {_place_phrase(self.place)}" if self.place else ""
-        return f"a {words}{where}"
+        words = [w for w in (self.size, self.colour, self.shape) if w]
+        if self.row is not None:
+            words.append(ROWS[self.row])
+        if self.column is not None:
+            words.append(COLUMNS[self.column])
+        return "a " + " ".join(words)
 
 
-def _place_phrase(place: str) -> str:
-    return "in the centre" if place == "centre" else f"at the {place}"
+def band(value: float, size: int, bands: int = 4) -> int:
+    """Which of ``bands`` equal bands of the frame side ``value`` (pixels) is in."""
+    return min(max(int(bands * value / size), 0), bands - 1)
 
 
 def _size_word(radius: float, size: int) -> str:
@@ -80,9 +96,9 @@ def _templates() -> list[str]:
 
 
 def sample_batch(rng: np.random.Generator, opts: PretrainOptions, templates: list[str]
-                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str, str, str]], list[Caption]]:
+                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str, str, int, int]], list[Caption]]:
     """Frames ``(B, S, S, 3)`` uint8, their caption texts, their true attributes
-    (colour, shape, size, place) and what each caption says."""
+    (colour, shape, size, row band, column band) and what each caption says."""
     n, size = opts.batch_size, opts.size
     frames = np.empty((n, size, size, 3), np.uint8)
     texts, truths, captions = [], [], []
@@ -97,23 +113,24 @@ def sample_batch(rng: np.random.Generator, opts: PretrainOptions, templates: lis
         bg = D.background(rng, size)
         clutter = D.distractors(rng, size, int(rng.integers(0, 4)))
         frames[i] = D.render(size, bg, clutter, shape, D.object_colour(rng, colour), [state], np.zeros(1))[0]
-        truth = (colour, shape, _size_word(radius, size), D.place_name(x, y, size))
+        truth = (colour, shape, _size_word(radius, size), band(y, size), band(x, size))
         cap = Caption(colour, shape, truth[2] if rng.random() < 0.4 else None,
-                      truth[3] if rng.random() < 0.6 else None)
-        template = templates[int(rng.integers(len(templates)))] if rng.random() < 0.8 else "{}"
+                      truth[3] if rng.random() < opts.place_p else None,
+                      truth[4] if rng.random() < opts.place_p else None)
+        template = templates[int(rng.integers(len(templates)))] if rng.random() < opts.template_p else "{}"
         texts.append(template.format(cap.text()))
         truths.append(truth)
         captions.append(cap)
     return frames, texts, truths, captions
 
 
-def match_matrix(truths: list[tuple[str, str, str, str]], captions: list[Caption]) -> torch.Tensor:
+def match_matrix(truths: list[tuple[str, str, str, int, int]], captions: list[Caption]) -> torch.Tensor:
     """``M[i, j] = 1`` when caption j is true of image i."""
     m = torch.zeros(len(truths), len(captions))
     for j, c in enumerate(captions):
-        for i, (colour, shape, size, place) in enumerate(truths):
+        for i, (colour, shape, size, row, column) in enumerate(truths):
             if (c.colour == colour and c.shape == shape and (c.size is None or c.size == size)
-                    and (c.place is None or c.place == place)):
+                    and (c.row is None or c.row == row) and (c.column is None or c.column == column)):
                 m[i, j] = 1.0
     return m
 
@@ -158,10 +175,17 @@ def pretrain(opts: PretrainOptions, out: str | Path,
     if backbone.image_size != opts.size:
         raise ValueError(f"{opts.model} takes {backbone.image_size}-pixel images, frames are {opts.size}")
     clip = backbone.clip.train()
+    with torch.no_grad():
+        # open_clip's initial position embeddings are small next to a 16-pixel patch's
+        # embedding; a ViT this small then learns where things are very slowly.
+        clip.visual.positional_embedding.mul_(opts.position_init_scale)
     decay = [p for n, p in clip.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in clip.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
-                               {"params": rest, "weight_decay": 0.0}], lr=opts.lr)
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    try:  # the fused CPU kernel (torch >= 2.4) is several times faster than the loop over tensors
+        optim = torch.optim.AdamW(groups, lr=opts.lr, fused=True)
+    except (RuntimeError, TypeError):
+        optim = torch.optim.AdamW(groups, lr=opts.lr)
     mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
     templates = _templates()
