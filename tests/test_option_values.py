@@ -92,15 +92,20 @@ def test_bad_value_is_refused_before_anything_is_written(value, recipe, words, i
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
-def _ruled_fields(cls: type, prefix: str = ""):
-    """(dotted key, field type, rule) of every field of ``cls`` (nested) that declares a rule."""
+def _leaf_fields(cls: type, prefix: str = ""):
+    """(dotted key, field type, field) of every non-section field of ``cls``, nested."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            yield from _ruled_fields(tp, f"{prefix}{f.name}.")
-        elif "ovar_rule" in f.metadata:
-            yield f"{prefix}{f.name}", tp, f.metadata["ovar_rule"]
+            yield from _leaf_fields(tp, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", tp, f
+
+
+def _ruled_fields(cls: type, prefix: str = ""):
+    """(dotted key, field type, rule) of every field of ``cls`` (nested) that declares a rule."""
+    return [(key, tp, f.metadata["ovar_rule"]) for key, tp, f in _leaf_fields(cls, prefix) if "ovar_rule" in f.metadata]
 
 
 def _nest(key: str, value) -> dict:
@@ -159,18 +164,8 @@ def test_every_rule_refuses_past_its_bound_and_takes_the_bound(where, cls):
                     parse(key, value)
 
 
-def _float_keys(cls: type, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            yield from _float_keys(tp, f"{prefix}{f.name}.")
-        elif _unwrap(tp) is float:
-            yield f"{prefix}{f.name}"
-
-
 def test_no_float_setting_takes_nan_or_infinity():
-    keys = list(_float_keys(Config))
+    keys = [key for key, tp, _ in _leaf_fields(Config) if _unwrap(tp) is float]
     assert {"optim.lr", "optim.eps", "schedule.warmup_epochs", "schedule.min_lr"} <= set(keys)
     for key in keys:
         for text in ("nan", "inf", "-inf", "1e400"):
