@@ -8,23 +8,13 @@ import torch
 from ovar.config import load_config
 from ovar.recipes import get_recipe
 from ovar.train import train
-from videogen import make_video
+from labelled_videos import CLASSES, write_labelled_videos
 
-CLASSES = ["archery", "surfing water", "playing guitar"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evl_videos")
-    lines = []
-    for label in range(len(CLASSES)):
-        for i in range(2):
-            make_video(root / f"c{label}_{i}.mp4", num_frames=12, fps=12, size=(72, 64))
-            lines.append(f"c{label}_{i}.mp4 {label}")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "val.txt").write_text("\n".join(lines[::2]) + "\n")
-    (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
-    return root
+    return write_labelled_videos(tmp_path_factory.mktemp("evl_videos"), 2, val_every=2)
 
 
 def evl_config(root, out, *extra):

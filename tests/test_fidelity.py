@@ -19,33 +19,18 @@ from ovar.train import train
 from ovar.video.clip_augment import MultiScaleCrop, TimmRandAugment
 from ovar.video.eval_scale import eval_scale, parse_eval_scale
 from ovar.video.transforms import CLIP_MEAN, CLIP_STD, build_train_transform
-from videogen import make_video
+from labelled_videos import CLASSES, recipe_config, write_labelled_videos
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ["archery", "surfing water", "playing guitar"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    lines = []
-    for label in range(len(CLASSES)):
-        for i in range(4):
-            make_video(root / f"c{label}_{i}.mp4", num_frames=12, fps=12, size=(72, 64))
-            lines.append(f"c{label}_{i}.mp4 {label}")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "val.txt").write_text("\n".join(lines[::3]) + "\n")
-    (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
-    return root
+    return write_labelled_videos(tmp_path_factory.mktemp("videos"), 4, val_every=3)
 
 
 def _config(root, out, recipe, *extra):
-    return load_config(None, [
-        f"recipe.name={recipe}", "model.backbone=tiny", "model.pretrained=none", f"data.root={root}",
-        f"data.train_list={root / 'train.txt'}", f"data.val_list={root / 'val.txt'}",
-        f"data.classes={root / 'classes.csv'}", "data.frames=4", "data.batch_size=3", "data.workers=0",
-        "schedule.epochs=1", "schedule.warmup_epochs=0", f"run.out_dir={out}", "run.device=cpu",
-        "eval.every_n_epochs=0", *extra])
+    return recipe_config(root, out, recipe, "schedule.epochs=1", "eval.every_n_epochs=0", *extra)
 
 
 # ------------------------------------------------------------------ 1. few-shot epochs

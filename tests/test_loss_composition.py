@@ -20,9 +20,8 @@ from torch import nn
 
 from ovar.config import load_config
 from ovar.recipes import get_recipe
-from videogen import make_video
+from labelled_videos import CLASSES, write_labelled_videos
 
-CLASSES = ["archery", "surfing water", "playing guitar"]
 DESCRIPTIONS = {"0": "Archery: A person draws a bow and shoots an arrow at a target.",
                 "1": "Surfing water: Someone rides a board on a breaking ocean wave.",
                 "2": "Playing guitar: A musician strums the strings of a guitar."}
@@ -31,14 +30,7 @@ STEP_SEED = 1234
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loss_videos")
-    lines = []
-    for label in range(len(CLASSES)):
-        for i in range(2):
-            make_video(root / f"c{label}_{i}.mp4", num_frames=12, fps=12, size=(72, 64))
-            lines.append(f"c{label}_{i}.mp4 {label}")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
+    root = write_labelled_videos(tmp_path_factory.mktemp("loss_videos"), 2)
     (root / "descriptions.json").write_text(json.dumps(DESCRIPTIONS))
     return root
 

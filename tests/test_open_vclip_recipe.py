@@ -17,9 +17,8 @@ from ovar.cli import main
 from ovar.config import ConfigError, load_config
 from ovar.recipes import get_recipe
 from ovar.train import train
-from videogen import make_video
+from labelled_videos import CLASSES, write_labelled_videos
 
-CLASSES = ["archery", "surfing water", "playing guitar"]
 DESCRIPTIONS = {"0": "Archery: A person draws a bow and shoots an arrow at a target.",
                 "1": "Surfing water: Someone rides a board on a breaking ocean wave.",
                 "2": "Playing guitar: A musician strums the strings of a guitar."}
@@ -27,16 +26,7 @@ DESCRIPTIONS = {"0": "Archery: A person draws a bow and shoots an arrow at a tar
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    lines = []
-    for label in range(len(CLASSES)):
-        for i in range(2):
-            name = f"c{label}_{i}.mp4"
-            make_video(root / name, num_frames=12, fps=12, size=(72, 64))
-            lines.append(f"{name} {label}")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "val.txt").write_text("\n".join(lines[::2]) + "\n")
-    (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
+    root = write_labelled_videos(tmp_path_factory.mktemp("videos"), 2, val_every=2)
     (root / "descriptions.json").write_text(json.dumps(DESCRIPTIONS))
     return root
 

@@ -11,33 +11,17 @@ from ovar.cli import main
 from ovar.config import load_config
 from ovar.recipes import get_recipe
 from ovar.train import train
-from videogen import make_video
+from labelled_videos import CLASSES, recipe_config, write_labelled_videos
 
-CLASSES = ["archery", "surfing water", "playing guitar"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    lines = []
-    for label in range(len(CLASSES)):
-        for i in range(3):
-            name = f"c{label}_{i}.mp4"
-            make_video(root / name, num_frames=12, fps=12, size=(72, 64))
-            lines.append(f"{name} {label}")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    (root / "val.txt").write_text("\n".join(lines[::2]) + "\n")
-    (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
-    return root
+    return write_labelled_videos(tmp_path_factory.mktemp("videos"), 3, val_every=2)
 
 
 def _config(root, out, recipe, *extra):
-    return load_config(None, [
-        f"recipe.name={recipe}", "model.backbone=tiny", "model.pretrained=none", f"data.root={root}",
-        f"data.train_list={root / 'train.txt'}", f"data.val_list={root / 'val.txt'}",
-        f"data.classes={root / 'classes.csv'}", "data.frames=4", "data.batch_size=3", "data.workers=0",
-        "schedule.epochs=2", "schedule.warmup_epochs=0", "optim.lr=1e-3", f"run.out_dir={out}",
-        "run.device=cpu", "eval.views=2x1", *extra])
+    return recipe_config(root, out, recipe, "schedule.epochs=2", "optim.lr=1e-3", "eval.views=2x1", *extra)
 
 
 def _recipe(config):

@@ -34,6 +34,11 @@ def positive_float(text: str) -> float:
     return _number(text, lambda v: v > 0, "a positive number")
 
 
+def comma_words(text: str) -> list[str]:
+    """``"red, green,,blue"`` -> ``["red", "green", "blue"]``."""
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
 def non_negative_float(text: str) -> float:
     """A finite number >= 0 (waits, margins)."""
     return _number(text, lambda v: 0 <= v < math.inf, "a finite number >= 0")

@@ -6,11 +6,7 @@ import argparse
 import json
 import sys
 
-from .argtypes import non_negative_int, output_dir, positive_int
-
-
-def _words(text: str) -> list[str]:
-    return [w.strip() for w in text.split(",") if w.strip()]
+from .argtypes import comma_words, non_negative_int, output_dir, positive_int
 
 
 def add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
@@ -22,11 +18,11 @@ def add_synth_parser(data_sub: argparse._SubParsersAction) -> None:
                     "(ovar eval --protocol base2novel --root OUT --lists OUT/lists --datasets synth).")
     p.add_argument("out", metavar="OUT", type=output_dir, help="output folder (clips already there are kept)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every clip (default 0)")
-    p.add_argument("--colours", type=_words, default=["red", "green", "blue", "yellow"],
+    p.add_argument("--colours", type=comma_words, default=["red", "green", "blue", "yellow"],
                    help="comma-separated colours (of: red, green, blue, yellow, purple, orange)")
-    p.add_argument("--shapes", type=_words, default=["circle", "square", "triangle"],
+    p.add_argument("--shapes", type=comma_words, default=["circle", "square", "triangle"],
                    help="comma-separated shapes (of: circle, square, triangle, diamond)")
-    p.add_argument("--actions", type=_words, default=None,
+    p.add_argument("--actions", type=comma_words, default=None,
                    help="comma-separated actions (default all: moving left/right/up/down, rotating "
                         "clockwise/anticlockwise, growing, shrinking, bouncing, blinking, staying still)")
     p.add_argument("--shots", type=positive_int, default=8, help="training clips per base class (default 8)")

@@ -7,11 +7,7 @@ import json
 import sys
 import time
 
-from .argtypes import finite_positive_float, new_file, non_negative_int, positive_int
-
-
-def _words(text: str) -> list[str]:
-    return [w.strip() for w in text.split(",") if w.strip()]
+from .argtypes import comma_words, finite_positive_float, new_file, non_negative_int, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=500, help="optimiser steps (default 500)")
     p.add_argument("--batch-size", type=positive_int, default=96, help="image-caption pairs per step (default 96)")
     p.add_argument("--lr", type=finite_positive_float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--colours", type=_words, default=None, help="comma-separated colours (default: all)")
-    p.add_argument("--shapes", type=_words, default=None, help="comma-separated shapes (default: all)")
+    p.add_argument("--colours", type=comma_words, default=None, help="comma-separated colours (default: all)")
+    p.add_argument("--shapes", type=comma_words, default=None, help="comma-separated shapes (default: all)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's)")
     p.set_defaults(handler=run)
