@@ -92,3 +92,22 @@ def test_logit_rules_average_actionclips_templates(tiny_backbone):
     per_view = (100.0 * cos).mean(dim=2)
     torch.testing.assert_close(fuse_views(model, embeddings, classifier, "sum_logits"), per_view.sum(dim=1))
     torch.testing.assert_close(fuse_views(model, embeddings, classifier, "mean_logits"), per_view.mean(dim=1))
+
+
+@pytest.mark.parametrize("rule", FUSION_RULES)
+def test_fusion_scores_in_fp32_under_a_callers_autocast(rule, tiny_backbone):
+    """Eval fuses inside its autocast, predict after it: the fused scores must not depend on it."""
+    import torch.nn.functional as F
+
+    from ovar.models.actionclip import ActionCLIPModel
+    from ovar.models.view_fusion import fuse_views
+
+    model = ActionCLIPModel(tiny_backbone, fusion="meanP", frames=2)
+    generator = torch.Generator().manual_seed(11)
+    embeddings = torch.randn(2, 3, model.backbone.embed_dim, generator=generator)
+    classifier = F.normalize(torch.randn(4, 5, embeddings.shape[-1], generator=generator), dim=-1)
+    plain = fuse_views(model, embeddings, classifier, rule)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = fuse_views(model, embeddings, classifier, rule)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain, atol=1e-6, rtol=1e-6)

@@ -9,7 +9,7 @@ import torch
 
 import ovar
 import ovar.inference.loader as loader_module
-from ovar.inference.batching import ClipBatcher
+from ovar.inference.batching import ClipSplitter, gather_clips
 from ovar.models import load_model
 from ovar.video import build_eval_transform, open_video, parse_sampling
 from videogen import make_video
@@ -64,29 +64,42 @@ def test_scores_order_and_failures_do_not_depend_on_batching(model, folder, work
         assert got == pytest.approx(expected, abs=1e-6)
 
 
-def test_batcher_cuts_exact_batches_and_hands_back_whole_videos():
-    seen = []
+def _run(items, batch_size):
+    """gather_clips -> a stand-in encoder (x0.25) -> ClipSplitter, recording each batch's size."""
+    seen, out = [], []
+    splitter = ClipSplitter()
+    for batch in gather_clips(items, batch_size):
+        outputs = None if batch["video"] is None else batch["video"] * 0.25
+        seen.append(0 if outputs is None else outputs.shape[0])
+        out += [("error", key, message) for key, message in batch["errors"]]
+        out += [("done", key, value, warning) for key, value, warning in splitter.split(batch["parts"], outputs)]
+    assert not splitter.partial  # every video handed back
+    return seen, out
 
-    def encode(clips):
-        seen.append(clips.shape[0])
-        return clips * 0.25
 
-    batcher = ClipBatcher(encode, 4)
+def test_batches_are_cut_exactly_and_videos_come_back_whole():
     sizes = {10: 3, 11: 6, 12: 1, 13: 2}
-    out = []
-    for index, size in sizes.items():
-        out += batcher.add(index, torch.full((size, 2), float(index)), "w" if index == 12 else None)
-    out += batcher.finish()
+    items = [(k, {"clips": torch.arange(n * 2, dtype=torch.float32).view(n, 2) + 100 * k,
+                  "warning": "w" if k == 12 else None}) for k, n in sizes.items()]
+    seen, out = _run(items, 4)
     assert seen == [4, 4, 4]  # 12 clips: three full passes, no remainder
-    assert [i for i, _, _ in out] == [10, 11, 12, 13]
-    for index, embeddings, warning in out:
-        assert embeddings.shape == (sizes[index], 2)
-        assert torch.equal(embeddings, torch.full((sizes[index], 2), index * 0.25))
-        assert warning == ("w" if index == 12 else None)
-    tail = ClipBatcher(encode, 4)
-    seen.clear()
-    assert tail.add(7, torch.ones(5, 2)) == []  # 4 of its 5 clips encoded: not complete yet
-    assert [i for i, _, _ in tail.finish()] == [7] and seen == [4, 1]
+    assert [entry[1] for entry in out] == [10, 11, 12, 13]  # in arrival order
+    for _, key, value, warning in out:
+        n = sizes[key]
+        expected = (torch.arange(n * 2, dtype=torch.float32).view(n, 2) + 100 * key) * 0.25
+        assert torch.equal(value, expected)  # its own clips, in order, across batch borders
+        assert warning == ("w" if key == 12 else None)
+
+
+def test_a_video_longer_than_two_batches_and_failures_in_between():
+    items = [(7, {"clips": torch.ones(9, 2)}),
+             (8, {"clips": None, "error": "broken"}),
+             (9, {"clips": torch.full((2, 2), 3.0)})]
+    seen, out = _run(items, 4)
+    assert seen == [4, 4, 0, 3]  # the failure comes out as it arrives, with no forward pass
+    assert out[0] == ("error", 8, "broken")
+    assert [entry[1] for entry in out[1:]] == [7, 9]
+    assert out[1][2].shape == (9, 2) and torch.equal(out[2][2], torch.full((2, 2), 0.75))
 
 
 def test_segments_open_each_video_once_for_all_windows(model, folder, monkeypatch):

@@ -44,7 +44,7 @@ def test_bad_precisions_are_user_errors(video, model, capsys):
     if not torch.cuda.is_available():
         code = main(["predict", str(video), "--labels", ", ".join(LABELS), "--model", "tiny", "--pretrained", "none",
                      "--precision", "fp16", "--device", "cpu"])
-        assert code == 2 and "--precision fp16 needs a GPU" in capsys.readouterr().err
+        assert code == 2 and "--precision: fp16 needs a GPU" in capsys.readouterr().err
 
 
 def test_device_auto(video, model, capsys):

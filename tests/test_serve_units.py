@@ -66,6 +66,24 @@ def test_a_failing_batch_fails_its_requests_only():
         batcher.close()
 
 
+def test_the_precision_reaches_the_encoder_and_embeddings_come_back_fp32():
+    layer = torch.nn.Linear(96, 2)
+    seen: list[torch.dtype] = []
+
+    def encode(clips: torch.Tensor) -> torch.Tensor:
+        out = layer(clips.flatten(1) * 0.25)
+        seen.append(out.dtype)
+        return out
+
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        batcher = Batcher(encode, torch.device("cpu"), max_batch=4, wait_s=0.0, precision=precision)
+        try:
+            got = batcher.submit(_clips(3, 6)).result(timeout=30)
+        finally:
+            batcher.close()
+        assert seen[-1] == dtype and got.dtype == torch.float32 and not got.requires_grad
+
+
 def test_classifier_cache_builds_each_label_set_once(tiny_backbone):
     from ovar.models.zero_shot import VideoTextModel
     from ovar.serve.service import ClassifierCache

@@ -305,12 +305,14 @@ def test_one_device_resolver_for_every_command():
 
 
 def test_one_meaning_of_precision_for_training_and_evaluation():
-    from ovar.devices import DeviceError, autocast, resolve_precision
+    from ovar.devices import PrecisionError, autocast, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    with pytest.raises(DeviceError, match=r"^--precision: fp16 needs a GPU"):
+    with pytest.raises(PrecisionError, match=r"^--precision: fp16 needs a GPU"):
         resolve_precision("fp16", cpu, "--precision")
+    with pytest.raises(PrecisionError, match=r"^--precision: expected one of auto, fp32, fp16, bf16, got 'fp8'"):
+        resolve_precision("fp8", cpu, "--precision")
     layer = torch.nn.Linear(3, 2)
     x = torch.full((1, 3), 0.25)
     with autocast("bf16", cpu):

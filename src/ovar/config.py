@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence, TypeVar, Union
 import yaml
 
 from .config_values import parse_typed, type_name
+from .devices import PRECISIONS
 from .errors import OvarError
 
 T = TypeVar("T")
@@ -162,7 +163,7 @@ class Config:
         _validate_values(self)
 
 
-_CHOICES = {"run.precision": ("auto", "fp32", "bf16", "fp16"), "data.shot_epoch": (None, "full", "subset"),
+_CHOICES = {"run.precision": PRECISIONS, "data.shot_epoch": (None, "full", "subset"),
             "data.test_frames": (None, "middle", "tsn_offset", "start")}
 _POSITIVE = ("optim.accumulate", "data.batch_size", "schedule.epochs", "data.repeat", "data.frames")
 # Keys that no longer exist, and the one that says it now.

@@ -62,19 +62,36 @@ def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.devi
     return torch.device("cuda", index)
 
 
-def resolve_precision(precision: str, device: torch.device, setting: str = "run.precision") -> str:
-    """``"auto"`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+"""The precisions every command takes (``--precision``, ``run.precision``)."""
 
-    ``setting`` names the option in the error raised for fp16 without a GPU.
+
+class PrecisionError(OvarError):
+    """A precision that is misspelt, or that this device cannot run."""
+
+
+def check_precision(precision: str, setting: str = "run.precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; else :class:`PrecisionError`."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"{setting}: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device, setting: str = "run.precision") -> str:
+    """The precision ``precision`` means on ``device``, the one meaning of ``auto`` in ovar:
+    bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU.
+
+    ``setting`` names the option in the error raised for an unknown name or fp16 without a GPU.
     """
     import torch
 
+    check_precision(precision, setting)
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp16" and device.type != "cuda":
-        raise DeviceError(f"{setting}: fp16 needs a GPU (use fp32 or bf16 on CPU)")
+        raise PrecisionError(f"{setting}: fp16 needs a GPU (use fp32 or bf16 on CPU)")
     return precision
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..devices import PRECISIONS
 from ..errors import OvarError
 from ..protocols import PROTOCOLS
 from ..protocols import TRAINING_PROTOCOLS as TRAINING
@@ -84,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="view fusion: features, mean_softmax, sum_logits, mean_logits (default: the method's own)")
     how.add_argument("--batch-size", type=positive_int, default=None, help="videos per batch (default: data.batch_size)")
     how.add_argument("--workers", type=non_negative_int, default=None, help="decoding workers (default: data.workers)")
-    how.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+    how.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="mixed precision on GPU (default: run.precision, auto)")
     how.add_argument("--compile", action="store_true",
                      help="compile the video encoder with torch.compile (slow first batch; CPU needs a C++ compiler)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..devices import PRECISIONS
 from ..errors import OvarError
 from .argtypes import checkpoint, device, finite_positive_float, new_file, non_negative_int, output_file, positive_int
 from .argtypes import sampling, unit_interval, views
@@ -50,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="clips per forward pass (default: 8 on CPU, sized from free memory on a GPU)")
     p.add_argument("--device", type=device, default="auto",
                    help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                   help="inference precision (default auto: fp16 on a GPU, fp32 on CPU; fp16 needs a GPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="inference precision (default auto: bf16 (or fp16) on a GPU, fp32 on CPU; fp16 needs a GPU)")
     p.add_argument("--compile", action="store_true",
                    help="compile the video encoder with torch.compile (slow first batch; CPU needs a C++ compiler)")
     p.add_argument("--workers", type=non_negative_int, default=None,

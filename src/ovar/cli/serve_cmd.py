@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..devices import PRECISIONS
 from ..errors import OvarError
 from .argtypes import device, non_negative_float, port, positive_float, positive_int, unit_interval
 
@@ -28,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--templates", default=None, help="prompt templates (default: the model's)")
     model.add_argument("--device", type=device, default="auto",
                        help="auto, cpu, cuda, cuda:N or mps (default auto: cuda if available, else cpu)")
-    model.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                       help="inference precision (default auto: fp16 on a GPU, fp32 on CPU)")
+    model.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="inference precision (default auto: bf16 (or fp16) on a GPU, fp32 on CPU)")
     model.add_argument("--sampling", default="segment", help="frame sampling, as for `ovar predict`")
     model.add_argument("--label-set", action="append", default=[], metavar="NAME=FILE",
                        help="a named label set clients can ask for: a class-list file or a bundled list name "

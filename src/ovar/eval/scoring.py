@@ -1,12 +1,14 @@
 """The one scoring loop: batches of evaluation clips in, scores out.
 
-``ovar eval`` (:func:`ovar.eval.runner.evaluate_set`) and the training engine's evaluation
-(:func:`ovar.train.loop.evaluate`) both run their loader through :func:`score_batches`:
-each batch of :mod:`ovar.data.dataset` items goes to the device and is scored under
-``no_grad`` and the precision's autocast by the caller's ``score`` (a scorer against its
-classifier, or a recipe's ``evaluate_batch``); how the views of a video are fused is
+``ovar eval`` (:func:`ovar.eval.runner.evaluate_set`), the training engine's evaluation
+(:func:`ovar.train.loop.evaluate`) and ``ovar predict`` (:func:`ovar.inference.api.predict`)
+all run their batches through :func:`score_batches`: each batch goes to the device and is
+scored under ``no_grad`` and the precision's autocast by the caller's ``score`` (a scorer
+against its classifier, a recipe's ``evaluate_batch``, or predict's video encoder over
+clips gathered from many videos); how the views of a video are fused is
 :mod:`ovar.models.view_fusion`'s.  What a caller keeps of the scores (a resumable score
-file, or top-k hits gathered over processes) stays with the caller.
+file, top-k hits gathered over processes, or each video's ranked labels) stays with the
+caller.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ..devices import autocast
 
 @dataclass
 class ScoredBatch:
-    """One batch as scored: ``scores`` (B, C) float32 and the ``labels`` the scorer gave
+    """One batch as scored: ``scores`` (B, ...) float32 (class scores, or predict's clip
+    embeddings) and the ``labels`` the scorer gave
     (None when it gave none), both None when no video of the batch decoded.  ``batch`` is
     the loader's batch (its tensors on the device); ``batch["failed"]`` lists the positions
     in the batch whose videos failed to decode and were not scored."""

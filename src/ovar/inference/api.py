@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..devices import resolve_device
+from ..devices import check_precision, resolve_device, resolve_precision
 from ..errors import LabelError, OvarError, VideoDecodeError
+from ..eval.scoring import score_batches
 from ..models.loading import load_model
 from ..models.view_fusion import view_probabilities
 from ..models.zero_shot import VideoTextModel
@@ -21,7 +21,7 @@ from ..text import check_labels, read_descriptions, short_name
 from ..video import ClipSampler, parse_sampling, parse_views
 from ..video.eval_scale import original_eval_transform, segment_position
 from .inputs import expand_inputs
-from .batching import ClipBatcher
+from .batching import ClipSplitter, gather_clips
 from .batch_size import default_batch_size
 from .loader import ClipDataset, ClipRequest, VideoGroups
 from .results import SegmentPrediction, VideoPrediction, rank
@@ -47,14 +47,15 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     ``on_result`` receives each video's result, in input order, as soon as it is known (so a
     long run can write results as it goes); ``missing_ok`` makes a missing path an error
     result instead of a :class:`VideoDecodeError` before any work.
-    ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto`` (fp16 on a GPU, else fp32).
+    ``precision`` is ``fp32``, ``fp16`` (GPU only), ``bf16``, or ``auto``
+    (:func:`ovar.devices.resolve_precision`: bf16 or fp16 on a GPU, fp32 on a CPU).
     ``test_scale`` (``"256/224"``, see :mod:`ovar.video.eval_scale`) overrides the test
     scale of the system the model comes from (plain CLIP: short side = crop size).
     ``compile`` runs the video encoder through ``torch.compile`` (the first batch is slow).
     ``batch_size`` (clips per forward pass) defaults to one fitted to the device
     (:func:`ovar.inference.batch_size.default_batch_size`).
     """
-    inference_autocast(precision, None)  # a bad precision fails before any model loads
+    check_precision(precision, "--precision")  # a misspelt precision fails before any model loads
     names, description_texts = _class_texts(labels, descriptions)
     if segments is not None and not (math.isfinite(segments) and segments > 0):
         raise OvarError(f"--segments must be a finite positive number of seconds, got {segments}")
@@ -75,16 +76,16 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], labels: Seq
     transform = test_transform(model, spatial, test_scale)
     classifier = model.classifier(names, templates, descriptions=description_texts)
 
+    precision = resolve_precision(precision, model.device, "--precision")
     if batch_size is None:
-        batch_size = default_batch_size(model, sampler.frames, model.device,
-                                        inference_autocast(precision, model.device))
+        batch_size = default_batch_size(model, sampler.frames, model.device, precision)
     single = single_input and not batch
     requests, owners, failures = clip_requests(paths, segments)
     dataset = ClipDataset(requests, sampler, temporal, spatial, transform)
     assembler = ResultAssembler(paths, requests, owners, failures, names, top_k, segments is not None,
                                 None if single else on_result)
     _score(model, dataset, classifier, batch_size, _workers(workers, len(requests)),
-           progress and len(requests) > 1, assembler, inference_autocast(precision, model.device))
+           progress and len(requests) > 1, assembler, precision)
     results = assembler.results
     if single:
         if results[0].error is not None:
@@ -197,63 +198,36 @@ class ResultAssembler:
         return prediction
 
 
-@torch.no_grad()
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
-           workers: int, progress: bool, assembler: ResultAssembler, autocast) -> None:
+           workers: int, progress: bool, assembler: ResultAssembler, precision: str) -> None:
     """Score every request into ``assembler``: class probabilities (C,), or the decode error message.
 
     Workers decode one video each (all its windows with one open) and run ahead of the model
     by ``prefetch_factor`` videos each, so decoding overlaps the forward passes; this process
-    gathers the decoded clips into forward passes of ``batch_size`` clips.
+    gathers the decoded clips into forward passes of ``batch_size`` clips, run by the one
+    scoring loop (:func:`ovar.eval.scoring.score_batches`), and fuses each video's views once
+    all its clips are encoded.
     """
     extra = {"prefetch_factor": 4} if workers > 0 else {}
     loader = DataLoader(VideoGroups(dataset), batch_size=None, num_workers=workers,
                         pin_memory=model.device.type == "cuda", persistent_workers=False, **extra)
-
-    def encode(clips: torch.Tensor) -> torch.Tensor:
-        with autocast:
-            return model.encode_video(clips.to(model.device, non_blocking=True))
-
-    batcher = ClipBatcher(encode, batch_size)
-
-    def deliver(ready: list[tuple[int, torch.Tensor, str | None]]) -> None:
-        for index, embeddings, warning in ready:
-            assembler.add(index, view_probabilities(model, embeddings, classifier), warning)
-        assembler.flush()
-
-    # None lets tqdm hide the bar when stderr is not a terminal (logs, CI).
-    bar = tqdm(total=len(dataset), unit="clip", desc="predict", disable=None if progress else True, leave=False)
+    # One loader item per video; None lets tqdm hide the bar when stderr is not a terminal.
+    videos = tqdm(loader, total=len(dataset), unit="video", desc="predict", leave=False,
+                  disable=None if progress else True)
+    keyed = ((assembler.note(item), item) for items in videos for item in items)
+    splitter = ClipSplitter()
     assembler.flush()  # videos that failed before any clip (or have none) come out at once
-    for items in loader:
-        for item in items:
-            key = assembler.note(item)
-            if item["clips"] is None:
-                assembler.add(key, item["error"])
-            else:
-                deliver(batcher.add(key, item["clips"], item.get("warning")))
-        assembler.flush()
-        bar.update(len({item["index"] for item in items}))
-    deliver(batcher.finish())
-    bar.close()
+    try:
+        for done in score_batches(gather_clips(keyed, batch_size), lambda batch: model.encode_video(batch["video"]),
+                                  model.device, precision, progress=False):
+            for key, error in done.batch["errors"]:
+                assembler.add(key, error)
+            for key, embeddings, warning in splitter.split(done.batch["parts"], done.scores):
+                assembler.add(key, view_probabilities(model, embeddings, classifier), warning)
+            assembler.flush()
+    finally:
+        videos.close()
     assembler.flush()
-
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-
-def inference_autocast(precision: str, device: torch.device | None):
-    """The autocast context for ``precision`` on ``device`` (None: decided once the model's device is known)."""
-    if precision not in PRECISIONS:
-        raise OvarError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if device is None:
-        return None
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise OvarError("--precision fp16 needs a GPU (use fp32 or bf16 on CPU)")
-    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
 def test_sampler(model: VideoTextModel, sampling: str, frames: int | None = None) -> ClipSampler:

@@ -11,9 +11,9 @@ nothing but latency.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
-
 import torch
+
+from ..devices import autocast
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ def batch_for_memory(free_bytes: int, clip_bytes: float, cap: int = CUDA_MAX_BAT
     return max(1, min(cap, int(free_bytes * share // clip_bytes)))
 
 
-def default_batch_size(model, frames: int, device: torch.device,
-                       autocast: AbstractContextManager | None = None) -> int:
-    """Clips per forward pass for ``model`` on ``device``, for clips of ``frames`` frames."""
+def default_batch_size(model, frames: int, device: torch.device, precision: str = "fp32") -> int:
+    """Clips per forward pass for ``model`` on ``device``, for clips of ``frames`` frames in
+    ``precision`` (resolved: fp32, fp16 or bf16)."""
     if device.type == "cpu":
         return CPU_BATCH
     if device.type != "cuda":
         return OTHER_BATCH
-    clip_bytes = _probe_clip_bytes(model, frames, device, autocast or nullcontext())
+    clip_bytes = _probe_clip_bytes(model, frames, device, precision)
     free, _ = torch.cuda.mem_get_info(device)
     batch = batch_for_memory(free, clip_bytes)
     log.info("batch size %d: %.0f MiB per clip, %.0f MiB free on %s", batch, clip_bytes / 2**20,
@@ -52,7 +52,7 @@ def default_batch_size(model, frames: int, device: torch.device,
 
 
 @torch.no_grad()
-def _probe_clip_bytes(model, frames: int, device: torch.device, autocast: AbstractContextManager) -> float:
+def _probe_clip_bytes(model, frames: int, device: torch.device, precision: str) -> float:
     """Peak memory of one clip's forward pass, from a :data:`PROBE_CLIPS`-clip forward.
 
     The per-batch constants are divided among the probe's clips too, which errs on the
@@ -63,7 +63,7 @@ def _probe_clip_bytes(model, frames: int, device: torch.device, autocast: Abstra
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     clips = torch.zeros(PROBE_CLIPS, frames, 3, size, size, device=device)  # counted: a batch holds its input
-    with autocast:
+    with autocast(precision, device):
         model.encode_video(clips)
     torch.cuda.synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - base) / PROBE_CLIPS

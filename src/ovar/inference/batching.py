@@ -1,54 +1,86 @@
-"""Gathering decoded videos' clips into model batches of a fixed size."""
+"""Decoded videos' clips gathered into model batches of a fixed size, and split back.
+
+:func:`ovar.predict` scores many videos with V clips each (views, crops, windows); a forward
+pass takes exactly ``batch_size`` clips whichever videos they come from, so a video may span
+two passes.  :func:`gather_clips` cuts the stream of videos into such batches (what the one
+scoring loop, :func:`ovar.eval.scoring.score_batches`, runs), and :class:`ClipSplitter` puts
+each video's outputs back together once its last clip has been through the model.
+"""
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Callable
+from typing import Any, Hashable, Iterable, Iterator, NamedTuple
 
 import torch
 
 
-class ClipBatcher:
-    """Feeds ``encode`` exactly ``batch_size`` clips per call (the last call may have fewer).
+class Part(NamedTuple):
+    """The clips of one video in one batch: ``count`` of them, its ``last`` ones or not."""
 
-    Videos arrive one at a time with V clips each (views, crops); a video may span two
-    forward passes. ``add`` and ``finish`` return ``(index, embeddings (V, E), warning)`` for
-    every video whose clips are all encoded, in arrival order.
+    key: Hashable
+    count: int
+    last: bool
+    warning: str | None
+
+
+def _batch(clips: list[torch.Tensor], parts: list[Part]) -> dict[str, Any]:
+    return {"video": clips[0] if len(clips) == 1 else torch.cat(clips), "parts": parts, "errors": []}
+
+
+def gather_clips(items: Iterable[tuple[Hashable, dict[str, Any]]], batch_size: int) -> Iterator[dict[str, Any]]:
+    """Batches of exactly ``batch_size`` clips (the last may have fewer) from ``items``.
+
+    ``items`` are ``(key, item)`` pairs, an item holding a video's ``clips`` (V, ...) and its
+    ``warning``, or ``clips`` None and an ``error``.  A batch is ``{"video": (n, ...),
+    "parts": [Part, ...], "errors": []}`` in clip order; a video that failed comes out at
+    once as ``{"video": None, "parts": [], "errors": [(key, error)]}``.
     """
+    size = max(1, batch_size)
+    clips: list[torch.Tensor] = []
+    parts: list[Part] = []
+    pending = 0
+    for key, item in items:
+        video = item["clips"]
+        if video is None:
+            yield {"video": None, "parts": [], "errors": [(key, item["error"])]}
+            continue
+        warning = item.get("warning")
+        if len(video) == 0:  # nothing to encode; still handed back, in its place
+            parts.append(Part(key, 0, True, warning))
+            continue
+        offset = 0
+        while offset < len(video):
+            take = min(size - pending, len(video) - offset)
+            clips.append(video[offset:offset + take])
+            offset += take
+            pending += take
+            parts.append(Part(key, take, offset == len(video), warning))
+            if pending == size:
+                yield _batch(clips, parts)
+                clips, parts, pending = [], [], 0
+    if clips:
+        yield _batch(clips, parts)
+    elif parts:  # only empty videos left
+        yield {"video": None, "parts": parts, "errors": []}
 
-    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int) -> None:
-        self.encode, self.batch_size = encode, max(1, batch_size)
-        self.waiting: deque[tuple[int, int, str | None]] = deque()  # (index, clips, warning)
-        self.clips: list[torch.Tensor] = []  # decoded, not yet encoded
-        self.pending = 0
-        self.embedded: list[torch.Tensor] = []  # encoded, not yet handed out
-        self.embedded_count = 0
 
-    def add(self, index: int, clips: torch.Tensor, warning: str | None = None) -> list[tuple]:
-        self.waiting.append((index, clips.shape[0], warning))
-        self.clips.append(clips)
-        self.pending += clips.shape[0]
-        ready: list[tuple] = []
-        while self.pending >= self.batch_size:
-            ready += self._run(self.batch_size)
-        return ready
+class ClipSplitter:
+    """Outputs of :func:`gather_clips` batches back into whole videos."""
 
-    def finish(self) -> list[tuple]:
-        """Encode what is left (a last, smaller batch)."""
-        return self._run(self.pending) if self.pending else []
+    def __init__(self) -> None:
+        self.partial: dict[Hashable, list[torch.Tensor]] = {}
 
-    def _run(self, count: int) -> list[tuple]:
-        flat = self.clips[0] if len(self.clips) == 1 else torch.cat(self.clips)
-        rest = flat[count:]
-        self.clips = [rest] if len(rest) else []
-        self.pending -= count
-        self.embedded.append(self.encode(flat[:count]))
-        self.embedded_count += count
-        ready = []
-        while self.waiting and self.waiting[0][1] <= self.embedded_count:
-            index, size, warning = self.waiting.popleft()
-            embeddings = self.embedded[0] if len(self.embedded) == 1 else torch.cat(self.embedded)
-            self.embedded = [embeddings[size:]] if len(embeddings) > size else []
-            self.embedded_count -= size
-            ready.append((index, embeddings[:size], warning))
-        return ready
+    def split(self, parts: list[Part], outputs: torch.Tensor | None) -> list[tuple[Hashable, torch.Tensor, str | None]]:
+        """``(key, outputs (V, ...), warning)`` of every video whose last clips are in this
+        batch, in batch order; the others' outputs are kept until their last batch."""
+        done = []
+        offset = 0
+        for key, count, last, warning in parts:
+            piece = outputs[offset:offset + count] if count else torch.empty(0)
+            offset += count
+            pieces = self.partial.pop(key, []) + [piece]
+            if not last:
+                self.partial[key] = pieces
+                continue
+            done.append((key, pieces[0] if len(pieces) == 1 else torch.cat(pieces), warning))
+        return done

@@ -46,7 +46,13 @@ def fuse_views(model: Any, embeddings: torch.Tensor, classifier: torch.Tensor, r
     the scores are probabilities for :data:`PROBABILITY_RULES`, logits otherwise.
     """
     check_rule(rule)
-    embeddings = embeddings.float()
+    # Scoring stays in fp32 under a caller's autocast, so eval (which fuses inside it) and
+    # predict (which fuses after it) agree in reduced precision too.
+    with torch.autocast(embeddings.device.type, enabled=False):
+        return _fuse(model, embeddings.float(), classifier, rule)
+
+
+def _fuse(model: Any, embeddings: torch.Tensor, classifier: torch.Tensor, rule: str) -> torch.Tensor:
     batch, views = embeddings.shape[:2]
     if rule == "features":
         return model.probabilities(embeddings.mean(dim=1), classifier)

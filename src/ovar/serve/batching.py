@@ -14,11 +14,12 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+from ..eval.scoring import score_batches
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,18 @@ class BatchStats:
 
 
 class Batcher:
-    """Runs ``encode`` ((N, T, 3, S, S) -> (N, E)) over clips of many jobs at once."""
+    """Runs ``encode`` ((N, T, 3, S, S) -> (N, E)) over clips of many jobs at once, in
+    ``precision`` (resolved: fp32, fp16 or bf16), through the one scoring loop."""
 
     def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], device: torch.device, *,
-                 max_batch: int = 16, wait_s: float = 0.005,
-                 autocast: AbstractContextManager | None = None) -> None:
+                 max_batch: int = 16, wait_s: float = 0.005, precision: str = "fp32") -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._encode = encode
         self._device = device
         self.max_batch = max_batch
         self.wait_s = wait_s
-        self._autocast = autocast if autocast is not None else nullcontext()
+        self._precision = precision
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self.stats = BatchStats()
         self._thread = threading.Thread(target=self._run, name="ovar-batcher", daemon=True)
@@ -107,11 +108,11 @@ class Batcher:
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         try:
-            clips = torch.cat([job.clips for job in jobs]).to(self._device)
-            with torch.no_grad(), self._autocast:
-                # A single job larger than max_batch (many views) still runs in max_batch chunks.
-                embeddings = torch.cat([self._encode(chunk) for chunk in clips.split(self.max_batch)])
-            embeddings = embeddings.float()
+            clips = torch.cat([job.clips for job in jobs])
+            # A single job larger than max_batch (many views) still runs in max_batch chunks.
+            chunks = ({"video": chunk} for chunk in clips.split(self.max_batch))
+            embeddings = torch.cat([done.scores for done in score_batches(
+                chunks, lambda batch: self._encode(batch["video"]), self._device, self._precision, progress=False)])
         except Exception as exc:  # hand the failure to every waiting request
             log.exception("batch of %d jobs failed", len(jobs))
             for job in jobs:

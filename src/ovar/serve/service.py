@@ -21,8 +21,8 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import OvarError, VideoDecodeError
-from ..inference.api import (ResultAssembler, clip_requests, inference_autocast, test_sampler, test_transform,
-                             view_probabilities)
+from ..devices import resolve_precision
+from ..inference.api import ResultAssembler, clip_requests, test_sampler, test_transform, view_probabilities
 from ..inference.inputs import expand_inputs
 from ..inference.loader import ClipDataset
 from ..models.zero_shot import VideoTextModel
@@ -91,9 +91,9 @@ class ClassifyService:
         self.label_sets = dict(label_sets or {})
         self.description = dict(description or {})
         self.sampler = test_sampler(model, options.sampling)
-        autocast = inference_autocast(options.precision, model.device)
+        precision = resolve_precision(options.precision, model.device, "--precision")
         self.batcher = Batcher(model.encode_video, model.device, max_batch=options.max_batch,
-                               wait_s=options.batch_wait_s, autocast=autocast)
+                               wait_s=options.batch_wait_s, precision=precision)
         self.classifiers = ClassifierCache(model, options.label_cache)
         self._decode_slots = asyncio.Semaphore(options.max_concurrency)
         self.active = 0  # admitted requests, for the queue limit
