@@ -170,3 +170,28 @@ def test_library_code_does_not_print():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
+
+
+# Where a model runs under a precision's autocast: the one scoring loop (predict, serve, eval
+# and the engine's evaluation all go through it), the training step, and the batch-size probe.
+AUTOCAST_OWNERS = {"src/ovar/eval/scoring.py", "src/ovar/train/loop.py", "src/ovar/inference/batch_size.py"}
+
+
+def autocast_callers() -> set[str]:
+    """Files that enter an enabled autocast (``autocast(...)``, ``torch.autocast(...)`` without
+    ``enabled=False``), outside the module that defines the precisions."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            disabled = any(k.arg == "enabled" and isinstance(k.value, ast.Constant) and k.value.value is False
+                           for k in node.keywords)
+            if name == "autocast" and not disabled:
+                found.add(path.relative_to(ROOT).as_posix())
+    return found - {"src/ovar/devices.py"}
+
+
+def test_models_are_scored_under_autocast_in_one_loop():
+    assert autocast_callers() == AUTOCAST_OWNERS
