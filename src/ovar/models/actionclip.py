@@ -55,12 +55,9 @@ class ActionCLIPModel(FusedVideoTextModel):
         return embeddings
 
     def logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-        """(B, E) x (K, C, E) -> (B, K, C) = 100 * cos per template ((C, E) -> (B, C))."""
+        """(B, E) x (K, C, E) -> (B, K, C) = 100 * cos per template."""
         video = F.normalize(video_embeddings.float(), dim=-1)
-        weights = classifier.float()
-        if weights.dim() == 2:
-            return TEST_SCALE * video @ weights.t()
-        return TEST_SCALE * torch.einsum("be,kce->bkc", video, weights)
+        return TEST_SCALE * torch.einsum("be,kce->bkc", video, classifier.float())
 
     def class_logits(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, C): the mean over templates of the per-template logits (``classifier`` is this
@@ -73,5 +70,4 @@ class ActionCLIPModel(FusedVideoTextModel):
 
     def probabilities(self, video_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
         """(B, C) mean over templates of the per-template softmax."""
-        probs = self.per_template_probabilities(video_embeddings, classifier)
-        return probs.mean(dim=1) if probs.dim() == 3 else probs
+        return self.per_template_probabilities(video_embeddings, classifier).mean(dim=1)
