@@ -30,10 +30,13 @@ def test_the_tables_name_what_they_build():
         assert issubclass(get_recipe(name), Recipe) and get_recipe(name) is hub.recipe_class(name)
     for source in hub.CHECKPOINT_SOURCES:
         assert callable(hub.converter(source))
-    from ovar.models.convert import CONVERTERS, SOURCES
+    import ovar.models.convert as convert
 
-    assert SOURCES == tuple(hub.CHECKPOINT_SOURCES)
-    assert all(hub.converter(source) is CONVERTERS[source] for source in SOURCES)
+    assert convert.SOURCES == tuple(hub.CHECKPOINT_SOURCES)
+    assert all(hub.converter(source) is getattr(convert, f"convert_{source.replace('-', '_')}")
+               for source in convert.SOURCES if source != "mmaction2-actionclip")
+    assert hub.converter("mmaction2-actionclip") is convert.convert_mmaction2
+    assert not hasattr(convert, "CONVERTERS")  # one table: the hub's
 
 
 def test_the_hub_table_imports_no_torch():

@@ -5,25 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ModelError
+from ...hub import CHECKPOINT_SOURCES, converter
 from ..zero_shot import VideoTextModel
 from .actionclip import PathLike, convert_actionclip, convert_mmaction2
 from .evl import convert_evl
 from .open_vclip import convert_froster, convert_open_vclip
 from .text4vis import convert_text4vis
 
-# The converter of each original codebase's checkpoints (ovar.hub.CHECKPOINT_SOURCES names
-# the same functions without importing them, for callers that must not import torch).
-CONVERTERS = {"actionclip": convert_actionclip, "text4vis": convert_text4vis,
-              "mmaction2-actionclip": convert_mmaction2, "evl": convert_evl,
-              "open_vclip": convert_open_vclip, "froster": convert_froster}
-SOURCES = tuple(CONVERTERS)
-
-
-def converter(source: str):
-    """The converter of ``source``'s checkpoints; ModelError naming the known ones if none."""
-    if source not in CONVERTERS:
-        raise ModelError(f"unknown checkpoint source '{source}' (known: {', '.join(SOURCES)})")
-    return CONVERTERS[source]
+SOURCES = tuple(CHECKPOINT_SOURCES)  # the original codebases, named in ovar.hub's one table
 
 
 def convert_checkpoint(source: str, checkpoint: PathLike, clip: PathLike | None = None,
