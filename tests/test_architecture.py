@@ -195,3 +195,46 @@ def autocast_callers() -> set[str]:
 
 def test_models_are_scored_under_autocast_in_one_loop():
     assert autocast_callers() == AUTOCAST_OWNERS
+
+
+def defined_names(path: Path) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def concept_owners(text: str) -> list[tuple[str, list[str]]]:
+    """``(file, names)`` pairs of the concept table: cells reading ``"`ovar/x.py`: `a`, `b`"``."""
+    section = text.split("## Where each concept lives", 1)[1].split("\n## ", 1)[0]
+    pairs = []
+    for row in section.splitlines():
+        if not row.startswith("| ") or row.startswith("| Concept"):
+            continue
+        owner = row.rstrip(" |").rsplit(" | ", 1)[1]
+        for part in owner.split("; "):
+            match = re.fullmatch(r"`(ovar/[\w/]+\.py)`: (.+)", part.strip())
+            assert match, f"unreadable owner cell: {part!r}"
+            pairs.append((match.group(1), re.findall(r"`(\w+)`", match.group(2))))
+    return pairs
+
+
+def test_every_concept_owner_in_the_doc_exists():
+    pairs = concept_owners(DOC.read_text(encoding="utf-8"))
+    assert len(pairs) >= 25
+    missing = [f"{file}: {name}" for file, names in pairs
+               for name in (names if (SRC / file).is_file() else ["<file missing>"])
+               if not (SRC / file).is_file() or name not in defined_names(SRC / file)]
+    assert not missing, "docs/architecture.md names owners the code lacks:\n" + "\n".join(missing)
+
+
+def test_the_owner_check_catches_a_wrong_name():
+    doc = "## Where each concept lives\n\n| Concept | Owner |\n|---|---|\n| x | `ovar/hub.py`: `NO_SUCH_TABLE` |\n"
+    (file, names), = concept_owners(doc)
+    assert names[0] not in defined_names(SRC / file)
