@@ -46,7 +46,7 @@ def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path):
     keys = set(vars(recipe))
     torch.manual_seed(0)
     model = recipe.build_model()
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(model)
     recipe.prepare(model, train_set)
     params = [p for g in recipe.param_groups(model) for _, p in g.params]
     optimizer = torch.optim.SGD(params, lr=0.25)
@@ -62,7 +62,7 @@ def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    eval_set = recipe.eval_dataset()
+    eval_set = recipe.eval_dataset(model)
     item = eval_set[0]
     scores, _ = recipe.evaluate_batch(recipe.eval_model(model), {"video": item["video"][None],
                                                                  "label": torch.tensor([item["label"]])})

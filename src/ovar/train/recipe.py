@@ -111,10 +111,14 @@ class Recipe(ABC):
         """Post-processing after the last epoch (weight averaging, patching).  Default: none."""
 
     @abstractmethod
-    def train_dataset(self) -> Dataset:
-        """Items are dicts with ``video``, ``label``, ``index`` and ``failures`` (see
-        :mod:`ovar.data.dataset`); the engine builds the loader and sampler."""
+    def train_dataset(self, model: nn.Module) -> Dataset:
+        """The training set for ``model``, as :meth:`build_model` returned it (the engine may
+        pass it DDP-wrapped: see :func:`ovar.train.distributed.unwrap`); what the clips are
+        shaped to (image size, normalisation) is read from it.  Items are dicts with
+        ``video``, ``label``, ``index`` and ``failures`` (see :mod:`ovar.data.dataset`); the
+        engine builds the loader and sampler."""
 
-    def eval_dataset(self) -> Dataset | None:
-        """The dataset evaluated during and after training; None for no evaluation."""
+    def eval_dataset(self, model: nn.Module) -> Dataset | None:
+        """The dataset evaluated during and after training, for ``model`` as in
+        :meth:`train_dataset`; None for no evaluation."""
         return None
