@@ -93,7 +93,7 @@ class ClipVideoRecipe(Recipe):
         """Training frame sampling when it differs from ``data.sampling`` (used for testing)."""
         return None
 
-    def eval_dataset(self, model: nn.Module) -> Dataset:
+    def eval_dataset(self, model: nn.Module) -> Dataset | None:
         backbone = self.model_backbone(model)
         return video_data.eval_dataset(self.config, backbone.image_size, backbone.mean, backbone.std,
                                        kind=self.original)

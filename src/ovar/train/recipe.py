@@ -8,8 +8,9 @@ model to build, which parameters train, at which learning rate and with which we
 (:meth:`Recipe.trainable`, declared once; see :mod:`ovar.train.trainable`), what the loss
 is (:meth:`Recipe.training_step`, after :meth:`Recipe.prepare` has linked the model and the
 training set), how a batch is scored at evaluation
-(:meth:`Recipe.evaluate_batch`; the engine computes the metrics) and what happens after
-training (:meth:`Recipe.finalize`).
+(:meth:`Recipe.evaluate_batch`; the engine computes the metrics), the datasets it builds
+for the model (:meth:`Recipe.train_dataset`, :meth:`Recipe.eval_dataset`) and what happens
+after training (:meth:`Recipe.finalize`).
 """
 
 from __future__ import annotations
