@@ -96,7 +96,8 @@ def test_recipes_test_on_their_frames(dataset, tmp_path, name, position) -> None
     model = recipe.build_model()
     sampler = recipe.eval_dataset(model).sampler
     assert sampler.position == position
-    sampler = load_recipe(name)(_config(dataset, tmp_path, name, *extra, "data.test_frames=middle")).eval_dataset(model).sampler
+    middle = load_recipe(name)(_config(dataset, tmp_path, name, *extra, "data.test_frames=middle"))
+    sampler = middle.eval_dataset(model).sampler
     assert sampler.position == "middle"
     with pytest.raises(ConfigError, match="data.test_frames"):
         _config(dataset, tmp_path, name, "data.test_frames=centre")
