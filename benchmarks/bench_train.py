@@ -74,7 +74,8 @@ def main() -> None:
                                         f"data.frames={args.frames}"])
             recipe = get_recipe(name)(config)
             model = recipe.build_model().to(device)
-            items = [recipe.train_dataset()[i % 4 * max(1, args.batch // 4)] for i in range(args.batch)]
+            data = recipe.train_dataset(model)
+            items = [data[i % 4 * max(1, args.batch // 4)] for i in range(args.batch)]
             batch = {"video": torch.stack([it["video"] for it in items]).to(device),
                      "label": torch.tensor([it["label"] for it in items], device=device)}
             params = [p for g in recipe.param_groups(model) for _, p in g.params]

@@ -202,7 +202,7 @@ def test_digests_cover_weights_and_structure():
 def _opened(recipe):
     """``(trainer, train_set)`` with the feature cache opened as the engine opens it."""
     trainer = recipe.build_model()
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(trainer)
     recipe.prepare(trainer, train_set)
     return trainer, train_set
 
@@ -253,7 +253,7 @@ def test_evl_cache_is_keyed_by_the_weights_training_starts_from(dataset, tmp_pat
     _, plain_set = _opened(evl_recipe(evl_config(dataset, tmp_path, *opts)))
     recipe = evl_recipe(evl_config(dataset, tmp_path, *opts))
     trainer = recipe.build_model()
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(trainer)
     visual = trainer.model.video_encoder.backbone.visual
     _perturb(visual.conv1.weight, 11)  # what loading another backbone's checkpoint does
     recipe.prepare(trainer, train_set)

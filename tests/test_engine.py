@@ -137,7 +137,7 @@ def test_evaluate_standalone(tmp_path) -> None:
     metrics = evaluate(config, recipe, model)
     assert metrics["num_samples"] == 30 and metrics["num_failed"] == 0
     # The same figures by hand: the rank of each item's true class among the model's scores.
-    data = recipe.eval_dataset()
+    data = recipe.eval_dataset(model)
     with torch.no_grad():
         scores = model.eval()(data.x)
     truth = scores.gather(1, data.labels.view(-1, 1))

@@ -20,7 +20,7 @@ def _two_steps(config) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]
     trainer = recipe.build_model()
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     optimizer = build_optimizer(trainer, recipe.param_groups(trainer), config.optim)
-    data = recipe.train_dataset()
+    data = recipe.train_dataset(trainer)
     items = [data[i] for i in range(6)]
     batch = {"video": torch.stack([it["video"] for it in items]),
              "label": torch.tensor([it["label"] for it in items]), "index": torch.arange(6)}

@@ -45,8 +45,8 @@ def test_only_decoder_and_head_train(dataset, tmp_path):
 
 
 def test_augment_has_no_flip_by_default(dataset, tmp_path):
-    assert evl_recipe(evl_config(dataset, tmp_path)).augment().flip == 0.0
-    assert evl_recipe(evl_config(dataset, tmp_path, "recipe.flip=true")).augment().flip == 0.5
+    assert evl_recipe(evl_config(dataset, tmp_path)).augment(64).flip == 0.0
+    assert evl_recipe(evl_config(dataset, tmp_path, "recipe.flip=true")).augment(64).flip == 0.5
 
 
 def test_eval_fuses_per_view_softmax(dataset, tmp_path):
@@ -70,7 +70,7 @@ def test_loss_decreases_on_a_fixed_batch(dataset, tmp_path):
     recipe = evl_recipe(evl_config(dataset, tmp_path))
     torch.manual_seed(0)
     model = recipe.build_model().eval()  # no dropout: a fixed objective
-    data = recipe.train_dataset()
+    data = recipe.train_dataset(model)
     items = [data[i] for i in range(6)]
     batch = {"video": torch.stack([it["video"] for it in items]), "label": torch.tensor([it["label"] for it in items]),
              "index": torch.arange(6)}

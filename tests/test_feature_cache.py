@@ -15,7 +15,7 @@ LAYOUT = FeatureLayout(blocks=2, frames=2, tokens=5, width=8, heads=2)
 def _opened(recipe):
     """``(trainer, train_set)`` with the feature cache opened as the engine opens it."""
     trainer = recipe.build_model()
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(trainer)
     recipe.prepare(trainer, train_set)
     return trainer, train_set
 
@@ -70,7 +70,7 @@ def test_recipe_cache_hit_miss_and_invalidation(dataset, tmp_path):  # noqa: F81
     recipe = evl_recipe(evl_config(dataset, tmp_path, *opts))
     cache = recipe.build_cache(batch_size=4)
     assert cache.complete(0)
-    unprepared = recipe.train_dataset()
+    unprepared = recipe.train_dataset(recipe.build_model())
     assert unprepared.cache is None and unprepared[(5, 0)]["video"].dim() == 4  # clips until prepared
     torch.manual_seed(0)
     again = evl_recipe(evl_config(dataset, tmp_path, *opts))
@@ -87,7 +87,7 @@ def test_recipe_cache_hit_miss_and_invalidation(dataset, tmp_path):  # noqa: F81
     trainer = other.build_model()
     with torch.no_grad():  # other backbone weights -> another fingerprint
         trainer.model.video_encoder.backbone.visual.transformer.resblocks[0].mlp.c_fc.bias.add_(1e-3)
-    other_set = other.train_dataset()
+    other_set = other.train_dataset(trainer)
     other.prepare(trainer, other_set)
     assert other_set.cache.directory != cache.directory
 
@@ -97,7 +97,7 @@ def test_max_gb_disables_the_cache(dataset, tmp_path):  # noqa: F811
 
     recipe = evl_recipe(evl_config(dataset, tmp_path, "recipe.cache.enabled=true", "recipe.cache.max_gb=1e-9"))
     trainer = recipe.build_model()
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(trainer)
     with pytest.warns(UserWarning, match="feature cache disabled"):
         recipe.prepare(trainer, train_set)
     assert train_set.cache is None and trainer.train_set is None

@@ -48,7 +48,7 @@ def test_text4vis_few_shot_epoch_has_the_full_sets_steps(dataset, tmp_path) -> N
     # 12 videos, K=1, 3 classes: the 3-video list is read 12 // 3 = 4 times per epoch.
     config = _config(dataset, tmp_path / "run", "text4vis", "data.shot=1")
     recipe = load_recipe("text4vis")(config)
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(recipe.build_model())
     assert len(train_set) == 12
     assert len({r.path for r in train_set.records}) == 3
     loader = build_loader(train_set, 3, workers=0, shuffle=True, seed=0, distributed=False)
@@ -67,7 +67,8 @@ def test_text4vis_few_shot_run_makes_the_full_sets_steps(dataset, tmp_path) -> N
                                                  ("actionclip", ["data.shot_epoch=full"], 12)])
 def test_few_shot_epoch_option(dataset, tmp_path, recipe, extra, size) -> None:
     config = _config(dataset, tmp_path, recipe, "data.shot=1", *extra)
-    assert len(load_recipe(recipe)(config).train_dataset()) == size
+    built = load_recipe(recipe)(config)
+    assert len(built.train_dataset(built.build_model())) == size
 
 
 def test_few_shot_protocol_repeats_as_the_recipe() -> None:
@@ -136,10 +137,12 @@ def test_each_recipes_test_transform_on_a_known_frame(kind, short) -> None:
 @pytest.mark.parametrize("name, ratio", [("actionclip", 256 / 224), ("text4vis", 256 / 224), ("evl", 1.0),
                                          ("open_vclip", 1.0), ("froster", 1.0)])
 def test_recipes_evaluate_at_their_test_scale(dataset, tmp_path, name, ratio) -> None:
-    config = _config(dataset, tmp_path, name, "eval.views=1x3")
+    small = ["recipe.num_layers=2"] if name == "evl" else []  # the tiny backbone has 3 blocks
+    config = _config(dataset, tmp_path, name, "eval.views=1x3", *small)
     recipe = load_recipe(name)(config)
-    transform = recipe.eval_dataset().transform
-    size = recipe._shape_source().image_size
+    model = recipe.build_model()
+    transform = recipe.eval_dataset(model).transform
+    size = recipe.inner(model).backbone.image_size
     assert (transform.short_side, transform.size, transform.num_crops) == (round(size * ratio), size, 3)
 
 
@@ -172,7 +175,7 @@ def test_froster_b2n_batch_per_dataset(file, global_batch) -> None:
 
 
 def _ops(recipe, size: int = 224) -> list:
-    aug = recipe.augment()
+    aug = recipe.augment(size)
     t = build_train_transform(size, random_resized_crop=aug.random_resized_crop, scale=aug.scale, flip=aug.flip,
                               rand_augment=aug.rand_augment, jitter=aug.jitter, grayscale=aug.grayscale,
                               multi_scale_crop=aug.multi_scale_crop, color_jitter=aug.color_jitter,

@@ -92,9 +92,12 @@ def test_segment_test_frames(n) -> None:
                                             ("open_vclip", "middle")])
 def test_recipes_test_on_their_frames(dataset, tmp_path, name, position) -> None:
     extra = ["data.sampling=segment"]
-    sampler = load_recipe(name)(_config(dataset, tmp_path, name, *extra)).eval_dataset().sampler
+    recipe = load_recipe(name)(_config(dataset, tmp_path, name, *extra))
+    model = recipe.build_model()
+    sampler = recipe.eval_dataset(model).sampler
     assert sampler.position == position
-    sampler = load_recipe(name)(_config(dataset, tmp_path, name, *extra, "data.test_frames=middle")).eval_dataset().sampler
+    middle = load_recipe(name)(_config(dataset, tmp_path, name, *extra, "data.test_frames=middle"))
+    sampler = middle.eval_dataset(model).sampler
     assert sampler.position == "middle"
     with pytest.raises(ConfigError, match="data.test_frames"):
         _config(dataset, tmp_path, name, "data.test_frames=centre")
@@ -113,7 +116,8 @@ def test_fusion_heads_follow_the_text_width(dataset, tmp_path, name) -> None:
 
 @pytest.mark.parametrize("setting, p", [([], 0.5), (["data.flip=false"], None), (["data.flip=true"], 0.5)])
 def test_flip_switch(dataset, tmp_path, setting, p) -> None:
-    transform = load_recipe("text4vis")(_config(dataset, tmp_path, "text4vis", *setting)).train_dataset().transform
+    recipe = load_recipe("text4vis")(_config(dataset, tmp_path, "text4vis", *setting))
+    transform = recipe.train_dataset(recipe.build_model()).transform
     flips = [op.p for op in transform.ops.transforms if type(op).__name__ == "RandomHorizontalFlip"]
     assert flips == ([] if p is None else [p])
 
@@ -170,10 +174,11 @@ def test_init_from_runs_in_the_engine_and_keeps_new_class_tensors(dataset, tmp_p
 def test_evl_tsn_sampling_is_for_training_only(dataset, tmp_path) -> None:
     config = _config(dataset, tmp_path, "evl", "recipe.num_layers=2", "data.sampling=4x2", "recipe.tsn_sampling=true")
     recipe = load_recipe("evl")(config)
-    assert recipe.train_dataset().sampler.kind == "segment"
-    assert recipe.eval_dataset().sampler.kind == "dense"
+    model = recipe.build_model()
+    assert recipe.train_dataset(model).sampler.kind == "segment"
+    assert recipe.eval_dataset(model).sampler.kind == "dense"
     plain = load_recipe("evl")(_config(dataset, tmp_path, "evl", "recipe.num_layers=2", "data.sampling=4x2"))
-    assert plain.train_dataset().sampler.kind == "dense"
+    assert plain.train_dataset(model).sampler.kind == "dense"
 
 
 # ------------------------------------------------------------- Text4Vis NCE variants
@@ -209,8 +214,9 @@ def test_text4vis_nce_recipe(dataset, tmp_path) -> None:
     assert groups == {"visual", "fusion"}
     assert not any(p.requires_grad for n, p in model.named_parameters() if "token_embedding" in n)
     assert recipe.templates[0] == "a video of a person {}." and recipe.loss_mode == "ds"
-    assert recipe.eval_dataset().sampler.position == "start"
-    video = torch.stack([recipe.train_dataset()[i]["video"] for i in range(3)])
+    assert recipe.eval_dataset(model).sampler.position == "start"
+    train_set = recipe.train_dataset(model)
+    video = torch.stack([train_set[i]["video"] for i in range(3)])
     loss = recipe.training_step(model, {"video": video, "label": torch.tensor([0, 1, 2])})["loss"]
     loss.backward()
     with pytest.raises(ConfigError, match="recipe.loss"):

@@ -52,8 +52,8 @@ def test_shipped_finetune_config_has_the_released_settings(file, want, classes, 
 
 
 def test_actionclip_rand_augment_switch(dataset, tmp_path):  # noqa: F811
-    on = load_recipe("actionclip")(_config(dataset, tmp_path, "actionclip")).augment()
-    off = load_recipe("actionclip")(_config(dataset, tmp_path, "actionclip", "recipe.rand_augment=null")).augment()
+    on = load_recipe("actionclip")(_config(dataset, tmp_path, "actionclip")).augment(224)
+    off = load_recipe("actionclip")(_config(dataset, tmp_path, "actionclip", "recipe.rand_augment=null")).augment(224)
     assert on.rand_augment == (2, 9) and off.rand_augment is None
     assert off.multi_scale_crop == on.multi_scale_crop and off.color_jitter == on.color_jitter
 

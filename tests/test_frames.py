@@ -36,7 +36,7 @@ def test_data_frames_builds_every_recipe_with_that_many_frames(name, tmp_path):
     trainer = recipe.build_model().eval()
     model = recipe.inner(trainer)
     assert model.frames == 13
-    assert recipe.eval_dataset().sampler.frames == 13
+    assert recipe.eval_dataset(trainer).sampler.frames == 13
     if name == "evl":
         assert model.build_args["num_frames"] == 13 and recipe.layout(model).frames == 13
     size = model.image_size

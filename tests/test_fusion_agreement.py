@@ -46,7 +46,7 @@ def test_predict_and_eval_agree_for_every_recipe(name, clip_dir, tmp_path):
     inner = recipe.inner(trainer)
     assert recipe.fusion_rule() == rule == inner.view_fusion  # one declaration, read by both
 
-    result = evaluate_set(RecipeScorer(recipe, trainer), recipe.eval_dataset(), CLASSES, tmp_path / "eval",
+    result = evaluate_set(RecipeScorer(recipe, trainer), recipe.eval_dataset(trainer), CLASSES, tmp_path / "eval",
                           batch_size=1, workers=0, progress=False, plots=False)
     assert result.num_videos == 1
     scores = read_scores(tmp_path / "eval" / "scores.pt")["scores"][0].double()

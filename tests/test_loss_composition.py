@@ -45,8 +45,8 @@ def _recipe(root, tmp_path, name, *extra):
     return get_recipe(name)(config)
 
 
-def _batch(recipe) -> dict:
-    data = recipe.train_dataset()
+def _batch(recipe, model: nn.Module) -> dict:
+    data = recipe.train_dataset(model)
     items = [data[i] for i in (0, 3, 5, 2)]  # labels 0, 1, 2, 1: one class twice
     return {"video": torch.stack([it["video"] for it in items]), "label": torch.tensor([it["label"] for it in items]),
             "index": torch.tensor([0, 3, 5, 2])}
@@ -95,7 +95,8 @@ def test_actionclip_step(dataset, tmp_path, extra):
     from ovar.text.templates import resolve_templates
 
     recipe = _recipe(dataset, tmp_path, "actionclip", *extra)
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     out = _step(recipe, model, batch)
 
     labels = batch["label"]
@@ -123,7 +124,8 @@ def test_actionclip_step(dataset, tmp_path, extra):
 def test_text4vis_step(dataset, tmp_path, extra):
     """Cross-entropy of exp(logit_scale) · cos(video, frozen class embedding)."""
     recipe = _recipe(dataset, tmp_path, "text4vis", *extra)
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     with torch.no_grad():  # a trained logit scale, so that a misplaced exp() shows
         model.model.backbone.clip.logit_scale.fill_(math.log(20.0))
     out = _step(recipe, model, batch)
@@ -141,7 +143,8 @@ def test_text4vis_step(dataset, tmp_path, extra):
 def test_evl_step(dataset, tmp_path, layers):
     """Cross-entropy of the decoder head's logits for the clips."""
     recipe = _recipe(dataset, tmp_path, "evl", "data.sampling=4x2", f"recipe.num_layers={layers}")
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     out = _step(recipe, model, batch)
     with torch.no_grad():
         logits = model.model(batch["video"])
@@ -181,7 +184,8 @@ def _logits_at(model: nn.Module, anchor: dict[str, torch.Tensor], alpha: float, 
 def test_open_vclip_step(dataset, tmp_path, extra, ratio, low, high):
     """CE(θ) + λ · CE(α·θ_CLIP + (1 − α)·θ), α ~ U(low, high)."""
     recipe = _recipe(dataset, tmp_path, "open_vclip", *extra)
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     anchor = _trained_away_from_clip(model)
     out = _step(recipe, model, batch)
 
@@ -200,7 +204,8 @@ def test_open_vclip_step(dataset, tmp_path, extra, ratio, low, high):
 
 def test_open_vclip_step_without_iwo_is_plain_cross_entropy(dataset, tmp_path):
     recipe = _recipe(dataset, tmp_path, "open_vclip", "recipe.iwo=false")
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     _trained_away_from_clip(model)
     out = _step(recipe, model, batch)
     with torch.no_grad():
@@ -227,7 +232,8 @@ def test_froster_step(dataset, tmp_path, extra, ratio, scale):
     from ovar.text.templates import resolve_templates
 
     recipe = _recipe(dataset, tmp_path, "froster", *extra)
-    model, batch = _build(recipe), _batch(recipe)
+    model = _build(recipe)
+    batch = _batch(recipe, model)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():  # trained projectors: both distillation terms are non-zero
         for projector in (model.projector_v, model.projector_t):

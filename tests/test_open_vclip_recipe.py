@@ -45,8 +45,8 @@ def _recipe(config):
     return get_recipe(config.recipe["name"])(config)
 
 
-def _batch(recipe, n=3):
-    data = recipe.train_dataset()
+def _batch(recipe, model, n=3):
+    data = recipe.train_dataset(model)
     items = [data[i] for i in range(n)]
     return {"video": torch.stack([it["video"] for it in items]), "label": torch.tensor([it["label"] for it in items])}
 
@@ -101,7 +101,7 @@ def test_iwo_gradient_is_the_sum_of_both_gradients(dataset, tmp_path, chain_rule
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    batch = _batch(recipe)
+    batch = _batch(recipe, model)
     torch.manual_seed(3)
     out = recipe.training_step(model, batch)
     out["loss"].backward()
@@ -149,7 +149,7 @@ def test_iwo_trains_with_an_extra_trainable_module(dataset, tmp_path):
     recipe = Recipe(config)
     torch.manual_seed(0)
     model = recipe.build_model()
-    batch = _batch(recipe)
+    batch = _batch(recipe, model)
     out = recipe.training_step(model, batch)
     out["loss"].backward()
     bias = model.model.logit_bias
@@ -225,7 +225,7 @@ def test_froster_distillation_starts_at_zero_and_the_teacher_stays_frozen(datase
     torch.manual_seed(0)
     model = recipe.build_model()
     assert not [k for k in model.state_dict() if "teacher" in k]  # not checkpointed
-    batch = _batch(recipe)
+    batch = _batch(recipe, model)
     out = recipe.training_step(model, batch)
     # Student = teacher at the start (same weights; zero-initialised projectors), but the
     # student's temporal attention changes its frame features: only the text term is zero.

@@ -2,8 +2,9 @@
 
 Every built-in recipe is driven through what the engine calls (build the model, the
 training set, ``prepare``, two optimiser steps, evaluation) and its attributes must be the
-very objects ``__init__`` left, so two models or runs built from one recipe cannot see each
-other's weights, caches or devices.
+very objects ``__init__`` left, none added, so two models or runs built from one recipe
+cannot see each other's weights, caches, devices or shapes.  Nothing after the model loads
+a backbone: the datasets read theirs from the model they are built for.
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import ovar.recipes.clip_recipe as clip_recipe
 from test_recipes import _config, _recipe, dataset  # noqa: F401  (fixture)
-
-# Attributes still filled on first use, each a memo of something fixed by the configuration.
-MEMOS = {
-    "_backbone_meta": "the image size and normalisation of model.backbone, read when the backbone is first loaded",
-}
 
 CASES = {
     "actionclip": (),
@@ -33,11 +30,15 @@ CASES = {
 
 
 def _snapshot(recipe) -> dict[str, int]:
-    return {name: id(value) for name, value in vars(recipe).items() if name not in MEMOS}
+    return {name: id(value) for name, value in vars(recipe).items()}
+
+
+def _no_backbone(*_: object) -> None:
+    raise AssertionError("a backbone was loaded after the model was built")
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path):  # noqa: F811
+def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path, monkeypatch):  # noqa: F811
     name = case.split("-")[0]
     config = _config(dataset, tmp_path, name, *CASES[case], f"recipe.cache.dir={tmp_path / 'cache'}"
                      if "cache" in case else "data.batch_size=3")
@@ -46,7 +47,8 @@ def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path):
     keys = set(vars(recipe))
     torch.manual_seed(0)
     model = recipe.build_model()
-    train_set = recipe.train_dataset()
+    monkeypatch.setattr(clip_recipe, "load_backbone", _no_backbone)
+    train_set = recipe.train_dataset(model)
     recipe.prepare(model, train_set)
     params = [p for g in recipe.param_groups(model) for _, p in g.params]
     optimizer = torch.optim.SGD(params, lr=0.25)
@@ -62,7 +64,7 @@ def test_engine_calls_leave_the_recipe_as_init_made_it(case, dataset, tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    eval_set = recipe.eval_dataset()
+    eval_set = recipe.eval_dataset(model)
     item = eval_set[0]
     scores, _ = recipe.evaluate_batch(recipe.eval_model(model), {"video": item["video"][None],
                                                                  "label": torch.tensor([item["label"]])})

@@ -47,7 +47,7 @@ def test_loss_decreases_on_a_fixed_batch(name, dataset, tmp_path):
     recipe = _recipe(config)
     torch.manual_seed(0)
     model = recipe.build_model()
-    dataset_ = recipe.train_dataset()
+    dataset_ = recipe.train_dataset(model)
     items = [dataset_[i] for i in range(6)]
     batch = {"video": torch.stack([it["video"] for it in items]), "label": torch.tensor([it["label"] for it in items])}
     params = [p for g in recipe.param_groups(model) for _, p in g.params]
@@ -67,7 +67,7 @@ def test_text4vis_keeps_the_text_tower_and_trains_few_shot(dataset, tmp_path):
     config = _config(dataset, tmp_path / "run", "text4vis", "data.shot=1", "schedule.epochs=1")
     recipe = _recipe(config)
     # One shot per class, read 9 // 3 = 3 times per epoch (an epoch as long as the full set).
-    assert len(recipe.train_dataset()) == 3 * len(CLASSES)
+    assert len(recipe.train_dataset(recipe.build_model())) == 3 * len(CLASSES)
     result = train(config, recipe)
     trained = result.model.module if hasattr(result.model, "module") else result.model
     fresh = recipe.build_model()

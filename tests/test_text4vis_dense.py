@@ -84,6 +84,7 @@ def test_dataset_reads_the_wrapped_frames(tmp_path):
 
 def test_text4vis_recipe_evaluates_dense_clips(dataset, tmp_path):  # noqa: F811
     config = _config(dataset, tmp_path, "text4vis", "data.sampling=i3d:4", "eval.views=4x3")
-    data = load_recipe("text4vis")(config).eval_dataset()
+    recipe = load_recipe("text4vis")(config)
+    data = recipe.eval_dataset(recipe.build_model())
     assert data.sampler.kind == "i3d" and data.sampler.frames == 4 and data.sampler.num_clips == 4
     assert data[0]["video"].shape[:3] == (12, 4, 3)  # 4 clips x 3 crops, 4 frames each

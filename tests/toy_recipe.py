@@ -97,10 +97,10 @@ class ToyRecipe(Recipe):
     def evaluate_batch(self, eval_model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return eval_model(batch["video"]), batch["label"]
 
-    def train_dataset(self) -> Dataset:
+    def train_dataset(self, model: nn.Module) -> Dataset:
         return ToyDataset(self.options, self.options.train_items, seed=1, train=True)
 
-    def eval_dataset(self) -> Dataset:
+    def eval_dataset(self, model: nn.Module) -> Dataset:
         return ToyDataset(self.options, self.options.eval_items, seed=2, train=False)
 
 

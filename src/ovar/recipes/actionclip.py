@@ -54,7 +54,7 @@ class ActionCLIPRecipe(ClipVideoRecipe):
         self.opts = self.options(self.options_class)
         self.templates = resolve_templates(self.opts.templates)
 
-    def augment(self) -> Augment:
+    def augment(self, image_size: int) -> Augment:
         # As released: RandAugment N=2 M=9, TSN multi-scale crop (13 fixed positions), flip,
         # colour jitter p=0.8, grayscale p=0.2.  Frames are assumed extracted with a short
         # side of 256; here the short side is resized to 256/224 of the input first.  One

@@ -7,6 +7,7 @@ from typing import Sequence, TypeVar
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from ..config import Config, parse_section
 from ..hub import MODEL_FILE  # the run's model, readable by `ovar predict --checkpoint RUN_DIR`
@@ -14,6 +15,7 @@ from ..models.backbone import ClipBackbone, load_backbone
 from ..models.model_file import save_model_file
 from ..models.zero_shot import VideoTextModel
 from . import video_data
+from ..train.distributed import unwrap
 from ..train.recipe import Recipe
 
 T = TypeVar("T")
@@ -67,7 +69,6 @@ class ClipVideoRecipe(Recipe):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.class_names = video_data.class_names(config)
-        self._backbone_meta: ClipBackbone | None = None  # the last backbone built (see _shape_source)
 
     def options(self, cls: type[T]) -> T:
         """The ``recipe`` section (less its ``name``) parsed into the recipe's dataclass."""
@@ -75,32 +76,31 @@ class ClipVideoRecipe(Recipe):
         return parse_section(cls, section, "recipe")
 
     def backbone(self) -> ClipBackbone:
-        backbone = load_backbone(self.config.model.backbone, self.config.model.pretrained)
-        self._backbone_meta = backbone  # the datasets read its image size and normalisation
-        return backbone
+        return load_backbone(self.config.model.backbone, self.config.model.pretrained)
 
-    def train_dataset(self):
-        model = self._shape_source()
-        return video_data.train_dataset(self.config, model.image_size, model.mean, model.std, self.augment(),
-                                        few_shot_epoch=self.few_shot_epoch, sampling=self.train_sampling())
+    def model_backbone(self, model: nn.Module) -> ClipBackbone:
+        """The backbone of ``model`` (as :meth:`build_model` returned it, DDP-wrapped or not):
+        its image size and normalisation are the datasets'."""
+        return self.inner(unwrap(model)).backbone
+
+    def train_dataset(self, model: nn.Module) -> Dataset:
+        backbone = self.model_backbone(model)
+        return video_data.train_dataset(self.config, backbone.image_size, backbone.mean, backbone.std,
+                                        self.augment(backbone.image_size), few_shot_epoch=self.few_shot_epoch,
+                                        sampling=self.train_sampling())
 
     def train_sampling(self) -> str | None:
         """Training frame sampling when it differs from ``data.sampling`` (used for testing)."""
         return None
 
-    def eval_dataset(self):
-        model = self._shape_source()
-        return video_data.eval_dataset(self.config, model.image_size, model.mean, model.std, kind=self.original)
+    def eval_dataset(self, model: nn.Module) -> Dataset | None:
+        backbone = self.model_backbone(model)
+        return video_data.eval_dataset(self.config, backbone.image_size, backbone.mean, backbone.std,
+                                       kind=self.original)
 
-    def augment(self) -> video_data.Augment:
+    def augment(self, image_size: int) -> video_data.Augment:
+        """Training augmentation of clips cropped to ``image_size``."""
         return video_data.Augment()
-
-    def _shape_source(self) -> ClipBackbone:
-        # Image size and normalisation come from the backbone the model was built on; the
-        # weights are only loaded here when a dataset is asked for before the model.
-        if self._backbone_meta is None:
-            return self.backbone()
-        return self._backbone_meta
 
     def classifier_for(self, eval_model: nn.Module, names: Sequence[str],
                        descriptions: Sequence[str] | None = None) -> torch.Tensor:

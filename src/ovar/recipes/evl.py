@@ -153,7 +153,7 @@ class EVLRecipe(ClipVideoRecipe):
             raise ConfigError("recipe.finetune_backbone=true trains the image tower, so its features cannot be "
                               "cached: set recipe.cache.enabled=false")
 
-    def augment(self) -> Augment:
+    def augment(self, image_size: int) -> Augment:
         return Augment(random_resized_crop=True, scale=(0.08, 1.0), flip=0.5 if self.opts.flip else 0.0,
                        timm_rand_augment=self.opts.rand_augment)
 
@@ -183,8 +183,8 @@ class EVLRecipe(ClipVideoRecipe):
                                     lr_scale=self.opts.backbone_lr_scale, decay_rule="all"))
         return groups
 
-    def train_dataset(self) -> Dataset:
-        base = super().train_dataset()
+    def train_dataset(self, model: nn.Module) -> Dataset:
+        base = super().train_dataset(model)
         views = self.opts.cache.views if self.opts.cache.enabled else self.opts.fixed_views
         if not views:
             return base  # the original: fresh augmentation every epoch
@@ -211,7 +211,7 @@ class EVLRecipe(ClipVideoRecipe):
 
     def _cache_key(self, model: EVLModel) -> dict[str, Any]:
         """Everything the cached features of ``model`` depend on; any change gives a new cache directory."""
-        data, meta = self.config.data, self._shape_source()
+        data, meta = self.config.data, model.backbone
         train_list = Path(data.train_list)
         return {"backbone": weights_fingerprint(model.video_encoder.backbone.visual),
                 "frames": data.frames, "sampling": self.train_sampling() or data.sampling, "seed": data.seed,
@@ -219,7 +219,7 @@ class EVLRecipe(ClipVideoRecipe):
                 "root": str(data.root), "list": train_list.read_bytes().hex() if train_list.stat().st_size < 1 << 20
                 else f"{train_list.resolve()}:{train_list.stat().st_mtime_ns}",
                 "image_size": meta.image_size, "mean": list(meta.mean), "std": list(meta.std),
-                "augment": repr(self.augment())}
+                "augment": repr(self.augment(meta.image_size))}
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         video = batch["video"]
@@ -245,7 +245,7 @@ class EVLRecipe(ClipVideoRecipe):
         """Fill every view of the cache ahead of training (``ovar cache build``)."""
         torch.manual_seed(self.config.run.seed)  # the engine builds the model from the same seed
         trainer = self.build_model().to(device)
-        dataset = self.train_dataset()
+        dataset = self.train_dataset(trainer)
         self.prepare(trainer, dataset)
         cache = trainer.train_set.cache if trainer.train_set is not None else None
         if cache is None:

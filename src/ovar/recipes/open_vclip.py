@@ -98,10 +98,9 @@ class OpenVCLIPRecipe(ClipVideoRecipe):
 
     # --- model -------------------------------------------------------------------------
 
-    def augment(self) -> Augment:
+    def augment(self, image_size: int) -> Augment:
         # Short side to U(S, S·256/224), random S crop, flip: the original's only augmentation.
-        size = self._shape_source().image_size
-        return Augment(random_resized_crop=False, jitter=(size, round(size * 256 / 224)), flip=0.5)
+        return Augment(random_resized_crop=False, jitter=(image_size, round(image_size * 256 / 224)), flip=0.5)
 
     def make_model(self) -> OpenVCLIPModel:
         return OpenVCLIPModel(self.backbone(), frames=self.config.data.frames, templates=self.opts.templates,

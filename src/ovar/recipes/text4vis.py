@@ -48,7 +48,7 @@ class Text4VisRecipe(ClipVideoRecipe):
         super().__init__(config)
         self.opts = self.options(self.options_class)
 
-    def augment(self) -> Augment:
+    def augment(self, image_size: int) -> Augment:
         # Short side 256 (for 224 crops), RandAugment N=2 M=9 (as the released logs ran; the
         # released train.py has it commented out: recipe.rand_augment=null), random sized
         # crop, flip, grayscale p=0.2: one draw for all frames.

@@ -40,7 +40,7 @@ class Text4VisNCERecipe(ActionCLIPRecipe):
         super().__init__(config)
         self.loss_mode = self.opts.loss
 
-    def augment(self) -> Augment:
+    def augment(self, image_size: int) -> Augment:
         ra = tuple(self.opts.rand_augment) if self.opts.rand_augment else None
         return Augment(short_side_ratio=256 / 224, flip=0.5, grayscale=0.2, rand_augment=ra)
 

@@ -134,7 +134,7 @@ def _train(config: Config, recipe: Recipe, ctx: DistContext, stop_after_epoch: i
     apply_trainable(model, groups)  # requires_grad: exactly the declared parameters
     optimizer = build_optimizer(model, groups, config.optim)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=precision == "fp16")
-    train_set = recipe.train_dataset()
+    train_set = recipe.train_dataset(model)
     # The originals drop the last partial batch (kept when there is no full batch at all).
     drop_last = bool(getattr(recipe, "drop_last", False)) and \
         len(train_set) >= config.data.batch_size * ctx.world_size
@@ -341,13 +341,13 @@ def _seed_step(seed: int, epoch: int, step: int, micro: int, rank: int) -> None:
 
 @torch.no_grad()
 def evaluate(config: Config, recipe: Recipe, model: nn.Module) -> dict[str, float]:
-    """Top-1/top-5 accuracy (%) of ``recipe.eval_model(model)`` on ``recipe.eval_dataset()``.
+    """Top-1/top-5 accuracy (%) of ``recipe.eval_model(model)`` on ``recipe.eval_dataset(model)``.
 
     Under torch.distributed (all ranks call it) rank ``r`` of ``W`` reads items r, r+W, ...
     and the results are gathered, so every video counts exactly once.  Videos that failed
     to decode are excluded and counted in ``num_failed``.  Returns ``{}`` without a dataset.
     """
-    dataset = recipe.eval_dataset()
+    dataset = recipe.eval_dataset(distributed.unwrap(model))
     if dataset is None:
         return {}
     ctx = distributed.context(config.run.device)

@@ -8,8 +8,9 @@ model to build, which parameters train, at which learning rate and with which we
 (:meth:`Recipe.trainable`, declared once; see :mod:`ovar.train.trainable`), what the loss
 is (:meth:`Recipe.training_step`, after :meth:`Recipe.prepare` has linked the model and the
 training set), how a batch is scored at evaluation
-(:meth:`Recipe.evaluate_batch`; the engine computes the metrics) and what happens after
-training (:meth:`Recipe.finalize`).
+(:meth:`Recipe.evaluate_batch`; the engine computes the metrics), the datasets it builds
+for the model (:meth:`Recipe.train_dataset`, :meth:`Recipe.eval_dataset`) and what happens
+after training (:meth:`Recipe.finalize`).
 """
 
 from __future__ import annotations
@@ -111,10 +112,14 @@ class Recipe(ABC):
         """Post-processing after the last epoch (weight averaging, patching).  Default: none."""
 
     @abstractmethod
-    def train_dataset(self) -> Dataset:
-        """Items are dicts with ``video``, ``label``, ``index`` and ``failures`` (see
-        :mod:`ovar.data.dataset`); the engine builds the loader and sampler."""
+    def train_dataset(self, model: nn.Module) -> Dataset:
+        """The training set for ``model``, as :meth:`build_model` returned it (the engine may
+        pass it DDP-wrapped: see :func:`ovar.train.distributed.unwrap`); what the clips are
+        shaped to (image size, normalisation) is read from it.  Items are dicts with
+        ``video``, ``label``, ``index`` and ``failures`` (see :mod:`ovar.data.dataset`); the
+        engine builds the loader and sampler."""
 
-    def eval_dataset(self) -> Dataset | None:
-        """The dataset evaluated during and after training; None for no evaluation."""
+    def eval_dataset(self, model: nn.Module) -> Dataset | None:
+        """The dataset evaluated during and after training, for ``model`` as in
+        :meth:`train_dataset`; None for no evaluation."""
         return None
