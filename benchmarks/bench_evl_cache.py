@@ -34,7 +34,6 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="decoder layers")
     args = parser.parse_args()
 
-    import ovar.recipes.builtin  # noqa: F401
     from ovar.config import load_config
     from ovar.recipes import get_recipe
     from ovar.train import train
@@ -54,7 +53,7 @@ def main() -> None:
         config = load_config(None, [
             "recipe.name=evl", f"recipe.num_layers={args.layers}", f"model.backbone={args.backbone}",
             "model.pretrained=none", f"data.root={root}", f"data.train_list={root / 'train.txt'}",
-            f"data.classes={root / 'classes.csv'}", f"data.frames={args.frames}", "data.sampling=8x4",
+            f"data.classes={root / 'classes.csv'}", f"data.frames={args.frames}", f"data.sampling={args.frames}x4",
             "data.batch_size=4", "data.workers=0", f"schedule.epochs={args.epochs}", "schedule.warmup_epochs=0",
             "eval.every_n_epochs=0", f"run.out_dir={root / name}", "run.device=cpu", *extra])
         train(config, get_recipe("evl")(config))

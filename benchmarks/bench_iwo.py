@@ -82,7 +82,6 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
 
-    import ovar.recipes.builtin  # noqa: F401
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp_name:

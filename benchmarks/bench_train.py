@@ -57,7 +57,6 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--only", name], check=True)
         return
 
-    import ovar.recipes.builtin  # noqa: F401
     from ovar.config import load_config
     from ovar.recipes import get_recipe
 
