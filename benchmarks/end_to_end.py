@@ -80,7 +80,7 @@ def run_end_to_end(args, model, labels: list[str]) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     size, mean, std = model.image_size, model.backbone.mean, model.backbone.std
-    reduced = "fp16" if args.device.startswith("cuda") else "bf16"
+    reduced = ("bf16", "fp16") if args.device.startswith("cuda") else ("bf16",)  # fp16 needs a GPU
     amp = torch.autocast("cuda", dtype=torch.float16) if args.device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     with torch.no_grad():
         text = F.normalize(model.backbone.encode_text(model.backbone.tokenize(labels).to(args.device)).float(), dim=-1)
@@ -101,8 +101,8 @@ def run_end_to_end(args, model, labels: list[str]) -> None:
         runs: dict[str, Callable[[], object]] = {
             "ovar.predict fp32": lambda: ovar.predict(folder, labels, model=model, batch_size=args.batch_size,
                                                       precision="fp32"),
-            f"ovar.predict {reduced}": lambda: ovar.predict(folder, labels, model=model, batch_size=args.batch_size,
-                                                           precision=reduced),
+            **{f"ovar.predict {p}": (lambda p=p: ovar.predict(folder, labels, model=model, batch_size=args.batch_size,
+                                                              precision=p)) for p in reduced},
             "bare open_clip": lambda: _sequential(videos, args.frames, size, mean, std,
                                                   max(1, args.batch_size), bare_encode),
         }
