@@ -59,7 +59,7 @@ def test_loss_decreases_on_a_fixed_batch(name, dataset, tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
 
 
