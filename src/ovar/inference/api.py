@@ -198,6 +198,7 @@ class ResultAssembler:
         return prediction
 
 
+@torch.no_grad()  # fusing the views too
 def _score(model: VideoTextModel, dataset: ClipDataset, classifier: torch.Tensor, batch_size: int,
            workers: int, progress: bool, assembler: ResultAssembler, precision: str) -> None:
     """Score every request into ``assembler``: class probabilities (C,), or the decode error message.
