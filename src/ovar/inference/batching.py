@@ -30,7 +30,7 @@ def _batch(clips: list[torch.Tensor], parts: list[Part]) -> dict[str, Any]:
 def gather_clips(items: Iterable[tuple[Hashable, dict[str, Any]]], batch_size: int) -> Iterator[dict[str, Any]]:
     """Batches of exactly ``batch_size`` clips (the last may have fewer) from ``items``.
 
-    ``items`` are ``(key, item)`` pairs, an item holding a video's ``clips`` (V, ...) and its
+    ``items`` are ``(key, item)`` pairs, an item holding a video's ``clips`` (V >= 1, ...) and its
     ``warning``, or ``clips`` None and an ``error``.  A batch is ``{"video": (n, ...),
     "parts": [Part, ...], "errors": []}`` in clip order; a video that failed comes out at
     once as ``{"video": None, "parts": [], "errors": [(key, error)]}``.
@@ -45,9 +45,6 @@ def gather_clips(items: Iterable[tuple[Hashable, dict[str, Any]]], batch_size: i
             yield {"video": None, "parts": [], "errors": [(key, item["error"])]}
             continue
         warning = item.get("warning")
-        if len(video) == 0:  # nothing to encode; still handed back, in its place
-            parts.append(Part(key, 0, True, warning))
-            continue
         offset = 0
         while offset < len(video):
             take = min(size - pending, len(video) - offset)
@@ -60,8 +57,6 @@ def gather_clips(items: Iterable[tuple[Hashable, dict[str, Any]]], batch_size: i
                 clips, parts, pending = [], [], 0
     if clips:
         yield _batch(clips, parts)
-    elif parts:  # only empty videos left
-        yield {"video": None, "parts": parts, "errors": []}
 
 
 class ClipSplitter:
@@ -76,7 +71,7 @@ class ClipSplitter:
         done = []
         offset = 0
         for key, count, last, warning in parts:
-            piece = outputs[offset:offset + count] if count else torch.empty(0)
+            piece = outputs[offset:offset + count]
             offset += count
             pieces = self.partial.pop(key, []) + [piece]
             if not last:
