@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import nn
 
 from ..config import rule
 from .actionclip import ActionCLIPOptions, ActionCLIPRecipe
